@@ -1,0 +1,105 @@
+"""The attack contract, shared vocabulary and helpers.
+
+An attack is a frozen dataclass whose fields are its parameters (one vocabulary across attacks: ``eps``,
+``step_size``, ``steps``, ``restarts``, ``norm``, ``loss``, ``direction``). Calling it,
+``attack(model, x, y) -> x_adv``, perturbs the samples its ``direction`` targets and returns the others
+unchanged. The model is passed at call time, so one attack object serves a whole grid. Inputs are RGB in
+[0, 1]; budgets are in that pixel space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.registry import Registry
+
+ATTACKS: Registry = Registry("attack")
+
+
+class Direction(StrEnum):
+    """Which samples are attacked: ``both`` pushes every sample to the wrong class (the AFSL paper's
+    setting); ``fake-to-real`` attacks only fakes (evasion, Hussain et al., WACV 2021)."""
+
+    BOTH = "both"
+    FAKE_TO_REAL = "fake-to-real"
+
+
+class Norm(StrEnum):
+    LINF = "linf"
+    L2 = "l2"
+
+
+class Loss(StrEnum):
+    """``ce``: cross-entropy. ``margin``: the binary logit margin z_wrong - z_true, the two-class form of
+    Carlini-Wagner / DLR losses that does not index a third logit."""
+
+    CE = "ce"
+    MARGIN = "margin"
+
+
+def attacked_mask(y: torch.Tensor, direction: Direction) -> torch.Tensor:
+    """Boolean mask of the samples an attack with this direction perturbs."""
+    if Direction(direction) is Direction.FAKE_TO_REAL:
+        return y == 1
+    return torch.ones_like(y, dtype=torch.bool)
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor:
+    """Per-sample loss the attacker maximises."""
+    if Loss(loss) is Loss.CE:
+        return F.cross_entropy(logits, y, reduction="none")
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    wrong = logits.gather(1, (1 - y)[:, None]).squeeze(1)
+    return wrong - true
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and parameters without gradients while attacking (input gradients only), then restore."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
+    """Project a perturbation onto the eps-ball of the norm (per sample)."""
+    if Norm(norm) is Norm.LINF:
+        return delta.clamp(-eps, eps)
+    flat = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    factor = (eps / flat).clamp(max=1.0)
+    return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base class. Subclasses implement ``perturb(model, x, y) -> x_adv`` on the attacked samples only."""
+
+    #: False for distortions and score-only attacks that never ask for gradients
+    requires_grad: ClassVar[bool] = True
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mask = attacked_mask(y, getattr(self, "direction", Direction.BOTH))
+        x_adv = x.clone()
+        if mask.any():
+            with frozen(model):
+                x_adv[mask] = self.perturb(model, x[mask], y[mask]).detach().to(x.dtype)
+        return x_adv
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,14 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with code 2; nothing else is caught."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """Bad user input: an unknown name, a bad parameter value, a missing path.
+
+    The message names the offending thing and says how to fix it, in one line.
+    """
+
+
+class DataNotFoundError(ConfigError):
+    """A data set's files are not where they are expected."""

@@ -1,0 +1,142 @@
+"""One small generic registry (after torchvision's ``models/_api.py``), four instances next to their kinds.
+
+A registry maps a kebab-case name (the one the CLI accepts) to a component builder: a frozen dataclass
+(attacks, defenses) or a factory function (detectors, data sets). ``params_of`` reads the dataclass fields
+or the function signature, so CLI help and ``--set`` validation come from the code itself. Third-party
+plugins register through the entry-point group ``afsl_bench.<kind>``; a broken plugin is one warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import logging
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from benchmark.errors import ConfigError
+
+T = TypeVar("T", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a component: its name, type annotation and default."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' Did you mean X?' when a close match exists, else ''."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class Registry(Generic[T]):
+    """Name -> builder. ``register`` raises on a duplicate; ``get`` suggests a fix on an unknown name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(builder: T) -> T:
+            if name in self._entries:
+                raise ValueError(
+                    f"{self.kind} '{name}' is already registered by {self._entries[name].__module__}"
+                )
+            self._entries[name] = builder
+            return builder
+
+        return add
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> T:
+        self._load_plugins()
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'.{did_you_mean(name, self.names())} "
+                f"Valid {self.kind}s: {', '.join(self.names())}"
+            )
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        self._load_plugins()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def describe(self, name: str) -> str:
+        """First line of the component's docstring."""
+        doc = inspect.getdoc(self.get(name)) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def params_of(self, name: str) -> dict[str, Param]:
+        return params_of_builder(self.get(name))
+
+    def build(self, name: str, **params: Any) -> Any:
+        """Build a component; unknown parameter names raise a ConfigError listing the valid ones.
+
+        ``None`` values are dropped (as timm's ``create_model`` does) so unset CLI flags never override a
+        component's own defaults.
+        """
+        valid = self.params_of(name)
+        for key in params:
+            if key not in valid:
+                raise ConfigError(
+                    f"{self.kind} '{name}' has no parameter '{key}'.{did_you_mean(key, list(valid))} "
+                    f"Valid: {', '.join(valid) or '(none)'}"
+                )
+        kwargs = {k: v for k, v in params.items() if v is not None}
+        try:
+            return self.get(name)(**kwargs)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{self.kind} '{name}': {err}") from err
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=f"afsl_bench.{self.kind}s"):
+            try:
+                ep.load()  # importing the module registers its components
+            except Exception as err:  # a broken plugin must never break the built-ins
+                log.warning("afsl-bench plugin %s (%s) failed to load: %s", ep.name, ep.value, err)
+
+
+def params_of_builder(builder: Callable[..., Any]) -> dict[str, Param]:
+    """Parameters of a dataclass (its init fields) or of a factory function (its signature)."""
+    hints = typing.get_type_hints(builder)
+    if dataclasses.is_dataclass(builder):
+        return {
+            f.name: Param(f.name, hints[f.name], _field_default(f))
+            for f in dataclasses.fields(builder)
+            if f.init and not f.name.startswith("_")
+        }
+    return {
+        p.name: Param(p.name, hints.get(p.name, Any), p.default)
+        for p in inspect.signature(builder).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
+    }
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return inspect.Parameter.empty
