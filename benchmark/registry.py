@@ -79,18 +79,18 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def describe(self, name: str) -> str:
-        """First line of the component's docstring."""
+        """First paragraph of the component's docstring, on one line."""
         doc = inspect.getdoc(self.get(name)) or ""
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(doc.split("\n\n")[0].split())
 
     def params_of(self, name: str) -> dict[str, Param]:
         return params_of_builder(self.get(name))
 
-    def build(self, name: str, **params: Any) -> Any:
+    def build(self, name: str, /, **params: Any) -> Any:
         """Build a component; unknown parameter names raise a ConfigError listing the valid ones.
 
-        ``None`` values are dropped (as timm's ``create_model`` does) so unset CLI flags never override a
-        component's own defaults.
+        Only the parameters given are passed (the CLI passes only what the user set), so a component's own
+        defaults apply otherwise; an explicit ``None`` is kept (e.g. ``--set data.jpeg_quality=none``).
         """
         valid = self.params_of(name)
         for key in params:
@@ -99,9 +99,8 @@ class Registry(Generic[T]):
                     f"{self.kind} '{name}' has no parameter '{key}'.{did_you_mean(key, list(valid))} "
                     f"Valid: {', '.join(valid) or '(none)'}"
                 )
-        kwargs = {k: v for k, v in params.items() if v is not None}
         try:
-            return self.get(name)(**kwargs)
+            return self.get(name)(**params)
         except ConfigError:
             raise
         except (ValueError, TypeError) as err:

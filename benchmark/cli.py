@@ -1,0 +1,164 @@
+"""The ``afsl-bench`` command line (typer + rich).
+
+User errors (``ConfigError``) print one line and exit with code 2; Ctrl-C exits with 130, keeping the
+partial training checkpoint so the same command resumes. Results go to stdout (a table, or the record as
+JSON with ``--json``); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.errors import ConfigError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="afsl-bench: adversarial robustness of deepfake detectors (detectors x defenses x attacks x data sets).",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One readable line and exit code 2 for a user error; 130 and a resume hint for Ctrl-C."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as error:
+            err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: no record was written; rerun the same command to resume training.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _registries() -> dict[str, Any]:
+    from attacks import ATTACKS
+    from benchmark.data import DATASETS
+    from defenses import DEFENSES
+    from detectors import DETECTORS
+
+    return {"attacks": ATTACKS, "defenses": DEFENSES, "detectors": DETECTORS, "datasets": DATASETS}
+
+
+@app.command("list")
+@user_errors
+def list_components(
+    kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors or datasets")],
+    params: Annotated[bool, typer.Option("--params", help="also show each component's parameters")] = False,
+) -> None:
+    """List registered components with a one-line description."""
+    registries = _registries()
+    registry = registries.get(kind) or registries.get(kind + "s")
+    if registry is None:
+        raise ConfigError(f"unknown kind '{kind}'; choose one of {', '.join(registries)}")
+    table = Table(title=f"{registry.kind}s", show_lines=params)
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    if params:
+        table.add_column("parameters (default)")
+    for name in registry.names():
+        row = [name, registry.describe(name)]
+        if params:
+            row.append("\n".join(f"{p.name}={_show(p.default)}" for p in registry.params_of(name).values()))
+        table.add_row(*row)
+    out.print(table)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        k = value * 255
+        return f"{k:.0f}/255" if abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1 else f"{value:g}"
+    return str(getattr(value, "value", value))
+
+
+@app.command()
+@user_errors
+def run(
+    detector: Annotated[str, typer.Option(help="detector name (afsl-bench list detectors)")] = "tiny-cnn",
+    defense: Annotated[str, typer.Option(help="training defense (afsl-bench list defenses)")] = "none",
+    attack: Annotated[str, typer.Option(help="attack (afsl-bench list attacks)")] = "pgd",
+    dataset: Annotated[str, typer.Option(help="training data set (afsl-bench list datasets)")] = "synthetic",
+    eval_dataset: Annotated[str | None, typer.Option(help="evaluation data set (default: --dataset)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a parameter: KIND.KEY=VALUE, KIND in detector, defense, "
+                     "attack, data, eval, train; e.g. --set attack.eps=8/255"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="training and attack seed")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="evaluation batch size (does not change results)")] = 256,
+    results_dir: Annotated[Path, typer.Option(help="where records and checkpoints are stored")] = Path("results"),
+    force: Annotated[bool, typer.Option(help="recompute even if this cell has a finished record")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON on stdout")] = False,
+) -> None:
+    """Train (or load) a detector with a defense, attack it, print and store one result record."""
+    from benchmark.cli_progress import RichProgress
+    from benchmark.runner import RunOptions, plan_cell, run_cell
+
+    logging.basicConfig(level=logging.WARNING)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    spec = plan_cell(detector, defense, attack, dataset, eval_dataset, set_ or [], seed)
+    options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, force=force)
+    with RichProgress(err, disable=not sys.stderr.isatty()) as progress:
+        outcome = run_cell(spec, options, progress.callbacks())
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
+        return
+    out.print(result_table(outcome.record, outcome.cached))
+    out.print(f"record: {Path(results_dir) / 'records' / (outcome.record['cell_id'] + '.json')}")
+
+
+def result_table(record: dict[str, Any], cached: bool) -> Table:
+    """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
+    spec, metrics = record["spec"], record["metrics"]
+    title = (f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']} "
+             f"(eps {_show(spec['attack']['params'].get('eps', float('nan')))}), "
+             f"{spec['train_data']['name']} -> {spec['eval_data']['name']}")
+    levels = [("frame", "")] + ([("video", "video_")] if "video_clean_acc" in metrics else [])
+    table = Table(title=title, caption=_caption(record, cached))
+    table.add_column("metric (%)")
+    for level, _ in levels:
+        table.add_column(f"{level} clean", justify="right")
+        table.add_column(f"{level} attacked", justify="right")
+    for name, key in (("accuracy", "acc"), ("AUC", "auc"), ("AP", "ap"), ("EER", "eer")):
+        row = [name]
+        for _, prefix in levels:
+            row += [_pct(metrics[f"{prefix}clean_{key}"]), _pct(metrics[f"{prefix}robust_{key}"])]
+        table.add_row(*row)
+    row = ["attack success rate"]
+    for _, prefix in levels:
+        row += ["", _pct(metrics[f"{prefix}asr"])]
+    table.add_row(*row)
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{100 * value:.1f}"
+
+
+def _caption(record: dict[str, Any], cached: bool) -> str:
+    t = record["timings"]
+    how = "cached record" if cached else (
+        f"trained in {t['train_s']:.0f}s" if not record["training"]["cached"] else "checkpoint from cache")
+    return (f"{record['n_samples']} test samples ({record['n_attacked']} attacked); {how}; "
+            f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}")
+
+
+if __name__ == "__main__":
+    app()

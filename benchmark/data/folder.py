@@ -1,0 +1,93 @@
+"""``folder``: a user's own face images in ``real/`` and ``fake/`` folders.
+
+Layouts (checked in this order):
+- ``<root>/{train,val,test}/{real,fake}/*`` - the user's own splits, used as given;
+- ``<root>/{real,fake}/*`` - split by a seeded, stratified shuffle into train / val / test.
+
+Images are read with Pillow, converted to RGB (grey-scale and RGBA are common in scraped sets), centre-cropped
+to a square and resized to ``resolution``. Every image is its own ``video_id``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from benchmark.data.base import DATASETS
+from benchmark.errors import ConfigError, DataNotFoundError
+from benchmark.types import DataBundle, Split
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+SPLITS = ("train", "val", "test")
+LAYOUT = "<root>/real/*.png and <root>/fake/*.png (or <root>/{train,val,test}/{real,fake}/)"
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image(path: Path, resolution: int) -> np.ndarray:
+    """uint8 [3, r, r]: RGB, centre-cropped to a square, resized with a bilinear filter."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BILINEAR)
+            return np.asarray(image).transpose(2, 0, 1).copy()
+    except (UnidentifiedImageError, OSError) as err:
+        raise ConfigError(f"cannot read image {path}: {err}; remove or replace the file") from None
+
+
+def make_split(files: list[tuple[Path, int]], root: Path, resolution: int) -> Split:
+    images = np.stack([load_image(p, resolution) for p, _ in files]) if files else np.zeros(
+        (0, 3, resolution, resolution), np.uint8)
+    ids = [str(p.relative_to(root)) for p, _ in files]
+    labels = torch.tensor([label for _, label in files], dtype=torch.long)
+    methods = ["real" if label == 0 else "fake" for _, label in files]
+    return Split(torch.from_numpy(images), labels, ids, list(ids), methods)
+
+
+def labelled_files(folder: Path) -> list[tuple[Path, int]]:
+    return [(p, 0) for p in list_images(folder / "real")] + [(p, 1) for p in list_images(folder / "fake")]
+
+
+def seeded_split(files: list[tuple[Path, int]], val_fraction: float, test_fraction: float,
+                 seed: int) -> dict[str, list[tuple[Path, int]]]:
+    """Stratified by label: each class is shuffled with ``seed`` and cut into test, val, train."""
+    out: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
+    rng = np.random.default_rng(seed)
+    for label in (0, 1):
+        group = [f for f in files if f[1] == label]
+        order = rng.permutation(len(group))
+        n_test, n_val = round(test_fraction * len(group)), round(val_fraction * len(group))
+        out["test"] += [group[i] for i in order[:n_test]]
+        out["val"] += [group[i] for i in order[n_test : n_test + n_val]]
+        out["train"] += [group[i] for i in order[n_test + n_val :]]
+    return out
+
+
+@DATASETS.register("folder")
+def folder(root: str = "", resolution: int = 64, val_fraction: float = 0.2, test_fraction: float = 0.2,
+           seed: int = 0) -> DataBundle:
+    """A user's own images: real/ and fake/ folders, split by a seed or by the user's train/val/test folders."""
+    base = Path(root).expanduser()
+    if not root or not base.is_dir():
+        raise DataNotFoundError(
+            f"data.root '{root}' is not a folder: the folder data set expects {LAYOUT}; "
+            "pass it with --set data.root=PATH")
+    if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ConfigError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+    if all((base / s).is_dir() for s in SPLITS):
+        parts = {s: labelled_files(base / s) for s in SPLITS}
+    else:
+        parts = seeded_split(labelled_files(base), val_fraction, test_fraction, seed)
+    for name, files in parts.items():
+        if not files:
+            raise DataNotFoundError(f"no images for the {name} split under {base}: expected {LAYOUT}")
+    splits = {name: make_split(files, base, resolution) for name, files in parts.items()}
+    info = {"root": str(base), "resolution": resolution, "counts": {k: len(v) for k, v in splits.items()}}
+    return DataBundle("folder", splits["train"], splits["val"], splits["test"], info)

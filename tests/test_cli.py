@@ -1,0 +1,108 @@
+"""`afsl-bench` as a user meets it: a run, its record, the caches, and one-line errors for bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+
+SMALL = ["--set", "data.n_identities=20", "--set", "data.images_per_identity=6", "--set", "data.resolution=32",
+         "--set", "train.epochs=1", "--set", "train.robust_val_samples=32"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def first_record(results):
+    outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json")
+    assert outcome.exit_code == 0, outcome.output
+    return json.loads(outcome.stdout)
+
+
+def test_run_writes_a_complete_record(first_record, results) -> None:
+    record = first_record
+    for key in ("cell_id", "spec", "env", "timings", "metrics", "status"):
+        assert key in record
+    for key in ("clean_acc", "robust_acc", "clean_auc", "robust_auc", "asr", "clean_eer", "robust_ap"):
+        assert 0.0 <= record["metrics"][key] <= 1.0
+    assert record["status"] == "ok" and record["spec"]["attack"]["params"]["eps"] == pytest.approx(8 / 255)
+    assert record["perturbation"]["linf_max"] <= 8 / 255 + 1e-6
+    on_disk = json.loads((results / "records" / f"{record['cell_id']}.json").read_text())
+    assert on_disk["metrics"] == record["metrics"]
+    assert (results / "records" / f"{record['cell_id']}.parquet").exists()
+
+
+def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(first_record, results) -> None:
+    again = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json")
+    assert json.loads(again.stdout)["created"] == first_record["created"]
+    other = invoke("run", "--defense", "at", "--attack", "fgsm", *SMALL, "--results-dir", str(results), "--json")
+    record = json.loads(other.stdout)
+    assert record["cell_id"] != first_record["cell_id"] and record["train_id"] == first_record["train_id"]
+    assert record["training"]["cached"] is True
+
+
+def test_table_output_names_the_cell(first_record, results) -> None:
+    outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results))
+    assert outcome.exit_code == 0 and "accuracy" in outcome.stdout and first_record["cell_id"] in outcome.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attack", "pgdd"], "unknown attack 'pgdd'. Did you mean 'pgd'?"),
+        (["--defense", "afls"], "Did you mean 'afsl'?"),
+        (["--set", "attack.epss=0.1"], "attack 'pgd' has no parameter 'epss'. Did you mean 'eps'?"),
+        (["--set", "attack.eps=lots"], "--set attack.eps=lots: 'lots' is not a number"),
+        (["--set", "attack.eps=2"], "eps=2 is outside (0, 1]"),
+        (["--set", "attack.eps=0"], "eps=0 is outside (0, 1]"),
+        (["--set", "eps=0.1"], "must look like KIND.KEY=VALUE"),
+        (["--dataset", "folder", "--set", "data.root=/no/such/dir"], "data.root '/no/such/dir' is not a folder"),
+        (["--defense", "afsl", "--set", "detector.head=linear"], "needs detector.head=cosine"),
+        (["--device", "tpu"], "--device tpu: choose one of auto, cpu, cuda"),
+    ],
+)
+def test_bad_input_is_one_actionable_line_and_exit_2(args, message, tmp_path) -> None:
+    outcome = invoke("run", *args, "--results-dir", str(tmp_path))
+    assert outcome.exit_code == 2
+    assert message in outcome.output.replace("\n", " ") or message in outcome.output
+    assert "Traceback" not in outcome.output
+    assert not (tmp_path / "records").exists()
+
+
+def test_list_shows_every_registry() -> None:
+    for kind, name in (("attacks", "apgd"), ("defenses", "afsl"), ("detectors", "tiny-cnn"), ("datasets", "synthetic")):
+        outcome = invoke("list", kind)
+        assert outcome.exit_code == 0 and name in outcome.stdout
+    assert invoke("list", "attack").exit_code == 0  # singular works too
+    assert invoke("list", "atacks").exit_code == 2
+
+
+def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> None:
+    args = [sys.executable, "-m", "benchmark.cli", "run", "--defense", "none", "--attack", "fgsm", *SMALL,
+            "--set", "train.epochs=4", "--set", "data.n_identities=40", "--results-dir", str(tmp_path)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "checkpoints").glob("*.partial.pt")) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not list((tmp_path / "records").glob("*.json"))
+    rerun = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["training"]["resumed_after_epoch"] >= 1
