@@ -27,13 +27,20 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def eer_and_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Equal error rate and the score threshold where false-positive and false-negative rates meet."""
+    """Equal error rate, and a threshold t at that point for the rule "fake if score > t".
+
+    roc_curve reads its thresholds as "fake if score >= t", so its t is itself a fake's score; t is moved
+    down to the middle of the gap to the next lower score, which keeps the same decisions with a margin
+    both ways (on separable data no fake sits on the boundary).
+    """
     if not _both_classes(labels):
         return float("nan"), 0.0
     fpr, tpr, thresholds = roc_curve(labels, scores)
     fnr = 1 - tpr
     i = int(np.nanargmin(np.abs(fnr - fpr)))
-    threshold = thresholds[i] if np.isfinite(thresholds[i]) else scores.max()
+    at = thresholds[i] if np.isfinite(thresholds[i]) else scores.max()
+    below = scores[scores < at]
+    threshold = (at + below.max()) / 2 if len(below) else at - 1.0
     return float((fpr[i] + fnr[i]) / 2), float(threshold)
 
 

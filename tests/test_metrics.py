@@ -54,3 +54,11 @@ def test_summarise_adds_video_level_as_mean_frame_score() -> None:
 
 def test_single_class_gives_nan_auc_not_a_crash() -> None:
     assert np.isnan(metrics.auc(np.array([1.0, 2.0]), np.array([1, 1])))
+
+
+def test_eer_threshold_separates_separable_scores_with_the_strict_rule() -> None:
+    # the detector decides "fake if score > t": no fake may sit on the threshold
+    scores, labels = np.array([-2.0, -1.0, 1.0, 3.0]), np.array([0, 0, 1, 1])
+    rate, threshold = metrics.eer_and_threshold(scores, labels)
+    assert rate == 0.0 and threshold == pytest.approx(0.0)
+    assert metrics.accuracy(scores - threshold, labels) == 1.0

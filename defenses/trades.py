@@ -1,0 +1,86 @@
+"""TRADES (Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy", ICML 2019,
+https://arxiv.org/abs/1901.08573).
+
+loss = CE(f(x), y) + beta * KL(p(x) || p(x_adv)), beta = 6 (the paper's CIFAR-10 setting). As in the reference
+code (github.com/yaodongyu/TRADES, ``trades.py``): x_adv starts at x + 0.001 * N(0, I) and climbs the KL to
+the eval-mode prediction on x by L-inf sign-gradient steps, projected onto the eps-ball and [0, 1], with the
+model in eval mode; both outer forward passes run in train mode, and the KL is summed over classes and
+averaged over the batch (``batchmean``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from attacks.base import Loss, Norm, frozen
+from attacks.pgd import PGD, check_budget
+from benchmark.types import Batch
+from defenses.base import DEFENSES, Defense, TrainContext
+from detectors.base import Detector
+
+
+def kl_clean_adv(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
+    """KL(p_clean || p_adv), summed over classes, mean over samples (TRADES' robust term)."""
+    return F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
+
+
+def ascend_linf(x: torch.Tensor, x_start: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], *,
+                eps: float, step_size: float, steps: int) -> torch.Tensor:
+    """Maximise ``objective(x_adv)`` (a scalar) by L-inf sign-gradient steps from ``x_start``, projected
+    onto the eps-ball around x and onto [0, 1]. The caller holds the model frozen (``attacks.base.frozen``).
+    """
+    x_adv = x_start.detach()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        grad, = torch.autograd.grad(objective(x_adv), x_adv)
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+@DEFENSES.register("trades")
+@dataclass(frozen=True)
+class Trades(Defense):
+    """TRADES (Zhang et al., ICML 2019, https://arxiv.org/abs/1901.08573): CE + beta * KL(clean || adv)."""
+
+    adversarial: ClassVar[bool] = True
+
+    beta: float = 6.0
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    # same CPU-sized inner loop as `at` (see there): 4 x 2/255 covers the 8/255 radius
+    steps: int = 4
+
+    def __post_init__(self) -> None:
+        check_budget(self.eps, Norm.LINF)
+        if self.steps < 1 or self.step_size <= 0 or self.beta < 0:
+            raise ValueError(f"need steps >= 1, step_size > 0, beta >= 0; got {self.steps}, "
+                             f"{self.step_size}, {self.beta}")
+
+    @property
+    def attack(self) -> PGD:
+        """PGD-CE with TRADES' budget: what validation's robust accuracy uses (training maximises the KL)."""
+        return PGD(eps=self.eps, step_size=self.step_size, steps=self.steps, loss=Loss.CE, early_stop=False)
+
+    def adversarial_examples(self, model: Detector, x: torch.Tensor) -> torch.Tensor:
+        """TRADES' inner maximisation: x_adv maximising KL(p(x) || p(x_adv)), from x + 0.001 * N(0, I)."""
+        with frozen(model):
+            p_clean = F.softmax(model(x), dim=1).detach()
+
+            def kl_sum(x_adv: torch.Tensor) -> torch.Tensor:
+                return F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
+
+            start = x + 0.001 * torch.randn_like(x)
+            return ascend_linf(x, start, kl_sum, eps=self.eps, step_size=self.step_size, steps=self.steps)
+
+    def loss(self, model: Detector, batch: Batch, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        x_adv = self.adversarial_examples(model, batch.x)
+        logits = model(batch.x)
+        natural = F.cross_entropy(logits, batch.y)
+        robust = kl_clean_adv(logits, model(x_adv))
+        return natural + self.beta * robust, {"ce": natural.item(), "kl": robust.item()}

@@ -1,0 +1,74 @@
+"""Validation during training and the final threshold calibration (used by ``defenses.training``).
+
+Everything here reads the VALIDATION split only: per-epoch accuracies rank epochs for model selection, and
+the decision threshold is fixed on clean validation scores (mission.md: never on test data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from benchmark.metrics import detection_metrics, eer_and_threshold
+from benchmark.types import Split
+from defenses.base import Defense
+from detectors.base import Detector
+
+
+@torch.no_grad()
+def margins(model: Detector, split: Split, batch_size: int, device: torch.device | str) -> np.ndarray:
+    """Logit margins z_fake - z_real over a split, in eval mode."""
+    model.eval()
+    out = [margin_of(model(b.to(device).x)) for b in split.batches(batch_size)]
+    return torch.cat(out).cpu().numpy()
+
+
+def margin_of(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[:, 1] - logits[:, 0]).float()
+
+
+def robust_margins(model: Detector, defense: Defense, split: Split, batch_size: int,
+                   device: torch.device | str) -> np.ndarray:
+    """Margins on examples of the defense's ``attack`` (every adversarial defense has one), early-stopped:
+    a fooled sample stays fooled, so the accuracy is that of the full attack at a lower cost."""
+    attack = dataclasses.replace(defense.attack, early_stop=True)
+    out = []
+    for b in split.batches(batch_size):
+        b = b.to(device)
+        x_adv = attack(model, b.x, b.y)  # sets eval mode itself
+        with torch.no_grad():
+            model.eval()
+            out.append(margin_of(model(x_adv)))
+    return torch.cat(out).cpu().numpy()
+
+
+def robust_subset(split: Split, n: int) -> Split:
+    """A fixed random subset (the same every epoch and run) so epochs are ranked on the same samples."""
+    if n >= len(split):
+        return split
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:n]
+    return split.subset(order.sort().values)
+
+
+def validate(model: Detector, defense: Defense, val: Split, *, batch_size: int, robust_samples: int,
+             device: torch.device | str) -> dict[str, float]:
+    """Validation accuracy at the uncalibrated threshold 0: clean, plus robust on ``robust_samples`` samples
+    (none: skip) under the defense's attack."""
+    labels = val.labels.numpy()
+    out = {"val_clean_acc": float(np.mean((margins(model, val, 4 * batch_size, device) > 0) == labels))}
+    if robust_samples > 0:
+        sub = robust_subset(val, robust_samples)
+        adv = robust_margins(model, defense, sub, 2 * batch_size, device)
+        out["val_robust_acc"] = float(np.mean((adv > 0) == sub.labels.numpy()))
+    return out
+
+
+def calibrate(model: Detector, val: Split, batch_size: int, device: torch.device | str) -> dict[str, float]:
+    """Set ``model.threshold`` to the EER point of the clean val margins; return calibrated val metrics."""
+    model.threshold.zero_()
+    scores, labels = margins(model, val, batch_size, device), val.labels.numpy()
+    _, threshold = eer_and_threshold(scores, labels)
+    model.threshold.fill_(threshold)
+    return {**detection_metrics(scores - threshold, labels, "val_clean"), "threshold": threshold}

@@ -1,0 +1,176 @@
+"""The shared training loop: learning, caching, resume, NaN guard, checkpoint format, calibration on val."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.metrics import eer_and_threshold
+from benchmark.types import Batch, DataBundle, Split
+from defenses import DEFENSES, Defense, TrainContext
+from defenses.training import NonFiniteLossError, TrainSettings, lr_factor, train
+from defenses.validation import margins
+from detectors import DETECTORS
+
+SIZE = 32
+FAST = TrainSettings(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and on a shared 2-core box 2 threads measured 3-5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def easy_split(n: int, seed: int, noise: float = 0.0) -> Split:
+    """Smooth random 'faces'; fakes carry a faint checkerboard (a stand-in for upsampling artefacts)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    img = torch.nn.functional.interpolate(low, size=SIZE, mode="bilinear", align_corners=False) * 180 + 40
+    y = (torch.arange(n) % 3 == 0).long()  # a third fake: the logit adjustment has work to do
+    checker = ((torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None, :]) % 2).float() * 2 - 1
+    img = img + y.view(-1, 1, 1, 1) * 24 * checker + noise * torch.randn(img.shape, generator=g)
+    ids = [f"{seed}-{i}" for i in range(n)]
+    return Split(img.clamp(0, 255).round().to(torch.uint8), y, ids, ids, ["fake" if v else "real" for v in y])
+
+
+class Untouchable:
+    """Stands in for the test split: training must never read it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"training read the test split ({name})")
+
+    def __len__(self):
+        raise AssertionError("training read the test split")
+
+
+@pytest.fixture(scope="module")
+def bundle() -> DataBundle:
+    return DataBundle("easy", easy_split(192, 1), easy_split(96, 2, noise=40.0), Untouchable())
+
+
+def model(defense: Defense = None):
+    torch.manual_seed(0)
+    head = getattr(defense, "head", None) or "linear"
+    return DETECTORS.build("tiny-cnn", width=8, head=head)
+
+
+def run(bundle, tmp_path, defense=None, settings=FAST, events=None, on_progress=None):
+    defense = defense or DEFENSES.build("none")
+    on_progress = on_progress or (events.append if events is not None else None)
+    return train(model(defense), defense, bundle, settings, seed=0, checkpoint_dir=tmp_path, train_id="t",
+                 device="cpu", on_progress=on_progress)
+
+
+def test_short_run_learns_and_reports_progress(bundle, tmp_path):
+    events = []
+    result = run(bundle, tmp_path, events=events)
+    assert not result.cached and [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.val_metrics["val_clean_acc"] > 0.85  # chance is 0.5 balanced, 0.67 majority
+    steps = [e for e in events if e["phase"] == "train"]
+    assert len(steps) == 3 * 6 and {"epoch", "epochs", "step", "steps", "loss", "lr"} <= set(steps[0])
+    assert steps[-1]["lr"] < steps[0]["lr"]  # cosine decay
+    assert (tmp_path / "t.pt").exists() and not (tmp_path / "t.partial.pt").exists()
+
+
+def test_second_call_loads_the_cache_without_training(bundle, tmp_path):
+    first = run(bundle, tmp_path)
+    events = []
+    again = run(bundle, tmp_path, events=events)
+    assert again.cached and not [e for e in events if e["phase"] == "train"]
+    assert again.best_epoch == first.best_epoch and again.history == first.history
+    for (k, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_interrupted_run_resumes_where_it_stopped_and_matches_an_uninterrupted_one(bundle, tmp_path):
+    def stop_after_first_epoch(event):
+        if event["phase"] == "epoch" and event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(bundle, tmp_path / "a", on_progress=stop_after_first_epoch)
+    assert (tmp_path / "a" / "t.partial.pt").exists() and not (tmp_path / "a" / "t.pt").exists()
+    events = []
+    resumed = run(bundle, tmp_path / "a", events=events)
+    assert events[0] == {"phase": "resume", "epoch": 1, "epochs": 3}
+    assert {e["epoch"] for e in events if e["phase"] == "train"} == {2, 3}
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    straight = run(bundle, tmp_path / "b")
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoints_load_with_weights_only(bundle, tmp_path):
+    def stop(event):
+        if event["phase"] == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(bundle, tmp_path, on_progress=stop)
+    partial = torch.load(tmp_path / "t.partial.pt", weights_only=True)
+    assert partial["epoch"] == 1 and {"model", "optimizer", "scheduler", "best_state", "rng"} <= set(partial)
+    run(bundle, tmp_path)
+    final = torch.load(tmp_path / "t.pt", weights_only=True)
+    assert final["meta"]["epochs_run"] == 3 and "threshold" in final["state_dict"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@dataclass(frozen=True)
+class ExplodingDefense(Defense):
+    at_step: int = 2
+
+    def loss(self, model, batch: Batch, ctx: TrainContext):
+        loss = torch.nn.functional.cross_entropy(model(batch.x), batch.y)
+        return (loss * float("nan") if ctx.step == self.at_step else loss), {}
+
+
+def test_non_finite_loss_raises_naming_defense_epoch_and_step(bundle, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"ExplodingDefense.*epoch 1, step 2"):
+        run(bundle, tmp_path, defense=ExplodingDefense())
+
+
+def test_threshold_is_calibrated_on_validation_scores(bundle, tmp_path):
+    result = run(bundle, tmp_path, settings=dataclasses.replace(FAST, epochs=1))
+    calibrated = result.model.threshold.item()
+    result.model.threshold.zero_()
+    scores, labels = margins(result.model, bundle.val, 64, "cpu"), bundle.val.labels.numpy()
+    eer, t = eer_and_threshold(scores, labels)
+    decided = scores > calibrated
+    assert np.array_equal(decided, scores >= t)  # the same val decisions as the EER point's rule
+    fpr, fnr = decided[labels == 0].mean(), (~decided[labels == 1]).mean()
+    assert (fpr + fnr) / 2 == pytest.approx(eer, abs=1e-9)  # the decisions sit at val's EER point
+    assert result.val_metrics["threshold"] == pytest.approx(calibrated, rel=1e-6)
+
+
+def test_robust_selection_keeps_the_epoch_with_best_val_robust_accuracy(bundle, tmp_path):
+    defense = DEFENSES.build("at", steps=1)
+    settings = dataclasses.replace(FAST, robust_val_samples=48)
+    result = run(bundle, tmp_path, defense=defense, settings=settings)
+    scores = [(h["val_robust_acc"], h["val_clean_acc"], h["epoch"]) for h in result.history]
+    assert result.best_epoch == max(scores)[2]
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    factors = [lr_factor(s, total=100, warmup=10, cosine=True) for s in range(101)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert lr_factor(50, total=100, warmup=0, cosine=False) == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["at", "trades", "afsl"])
+def test_adversarial_defenses_learn_the_easy_task(bundle, tmp_path, name):
+    settings = dataclasses.replace(FAST, epochs=4)
+    result = run(bundle, tmp_path, defense=DEFENSES.build(name, steps=2), settings=settings)
+    assert result.val_metrics["val_clean_acc"] > 0.8
+    assert np.isfinite([h["train_loss"] for h in result.history]).all()
