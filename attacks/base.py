@@ -64,7 +64,9 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tens
 @contextlib.contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and parameters without gradients while attacking (input gradients only), then restore."""
-    was_training = model.training
+    # per module: model.train(True) would also switch submodules the caller had put in eval mode (a frozen
+    # backbone's BatchNorm during fine-tuning) to training mode
+    modes = [m.training for m in model.modules()]
     flags = [p.requires_grad for p in model.parameters()]
     model.eval()
     for p in model.parameters():
@@ -74,7 +76,8 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(flag)
-        model.train(was_training)
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
 
 
 def project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:

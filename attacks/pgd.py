@@ -6,7 +6,8 @@ onto [0, 1] after each step. With ``restarts`` > 1 a sample keeps the first rest
 Samples already misclassified stop early (their x_adv is frozen), which cannot lower the success rate;
 ``early_stop=False`` runs every step on every sample, as adversarial training wants.
 
-Arguments (defaults): eps 8/255, step_size 2/255, steps 10, restarts 1, norm linf, loss ce,
+Arguments (defaults): eps 8/255, step_size None (= 2.5 * eps / steps, Madry et al.'s rule: 2/255 for
+L-inf 8/255 with 10 steps, and scaled with eps for L2), steps 10, restarts 1, norm linf, loss ce,
 random_start True, direction both, early_stop True.
 
 Example::
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, attack_loss, project
+from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, project
+from attacks.common import check_positive_int, check_vocabulary, loss_and_grad
 
 
 def random_start(x: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
@@ -51,7 +53,7 @@ class PGD(Attack):
     """PGD (Madry et al. 2018): L-inf / L2, random start, restarts; early stop on fooled samples."""
 
     eps: float = 8 / 255
-    step_size: float = 2 / 255
+    step_size: float | None = None
     steps: int = 10
     restarts: int = 1
     norm: Norm = Norm.LINF
@@ -62,45 +64,57 @@ class PGD(Attack):
     early_stop: bool = True
 
     def __post_init__(self) -> None:
+        check_vocabulary(self.norm, self.loss, self.direction)
         check_budget(self.eps, self.norm)
-        if self.steps < 1 or self.restarts < 1:
-            raise ValueError(f"steps ({self.steps}) and restarts ({self.restarts}) must be >= 1")
-        if self.step_size <= 0:
+        check_positive_int(steps=self.steps, restarts=self.restarts)
+        if self.step_size is not None and not self.step_size > 0:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
+
+    @property
+    def step(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         best = x.clone()
         todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.restarts):
+        for restart in range(self.restarts):
             idx = todo.nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            x_adv, fooled = self.run_once(model, x[idx], y[idx])
+            x_adv = self.run_once(model, x[idx], y[idx])
             best[idx] = x_adv
-            todo[idx[fooled]] = False
+            if restart + 1 < self.restarts:  # scoring the result costs a forward pass: only when it is used
+                with torch.no_grad():
+                    todo[idx[misclassified(model(x_adv), y[idx])]] = False
         return best
 
-    def run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One run from a fresh start; returns x_adv."""
         delta = random_start(x, self.norm, self.eps) if self.random_start else torch.zeros_like(x)
+        if not self.early_stop:  # every sample steps every time: no per-step indexing
+            for _ in range(self.steps):
+                delta, _ = self.ascend(model, x, y, delta)
+            return (x + delta).clamp(0, 1)
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             idx = active.nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            d = delta[idx].requires_grad_(True)
-            logits = model(x[idx] + d)
-            grad, = torch.autograd.grad(attack_loss(logits, y[idx], self.loss).sum(), d)
+            d_new, logits = self.ascend(model, x[idx], y[idx], delta[idx])
             # a sample fooled before this step is frozen: further steps could only undo the success
-            still = ~misclassified(logits.detach(), y[idx]) if self.early_stop else torch.ones_like(idx, dtype=torch.bool)
-            step = self.step_size * ascent_direction(grad, self.norm)
-            d_new = project(d.detach() + step, self.norm, self.eps)
-            d_new = (x[idx] + d_new).clamp(0, 1) - x[idx]
+            still = ~misclassified(logits, y[idx])
             delta[idx[still]] = d_new[still]
             active[idx[~still]] = False
-        x_adv = (x + delta).clamp(0, 1)
-        with torch.no_grad():
-            fooled = misclassified(model(x_adv), y)
-        return x_adv, fooled
+        return (x + delta).clamp(0, 1)
+
+    def ascend(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One projected ascent step from x + delta: (new delta, logits at x + delta)."""
+        logits, _, grad = loss_and_grad(model, x + delta, y, self.loss)
+        # in place where the operand is ours: fewer fresh image-sized tensors (page faults on CPU)
+        d_new = project(ascent_direction(grad, self.norm).mul_(self.step).add_(delta), self.norm, self.eps)
+        return (x + d_new).clamp_(0, 1).sub_(x), logits
 
 
 def check_budget(eps: float, norm: Norm) -> None:
