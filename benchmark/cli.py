@@ -22,7 +22,9 @@ from rich.table import Table
 from benchmark.errors import ConfigError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="afsl-bench: adversarial robustness of deepfake detectors (detectors x defenses x attacks x data sets).",
 )
 out = Console()
@@ -96,13 +98,18 @@ def run(
     eval_dataset: Annotated[str | None, typer.Option(help="evaluation data set (default: --dataset)")] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="override a parameter: KIND.KEY=VALUE, KIND in detector, defense, "
-                     "attack, data, eval, train; e.g. --set attack.eps=8/255"),
+        typer.Option(
+            "--set",
+            help="override a parameter: KIND.KEY=VALUE, KIND in detector, defense, "
+            "attack, data, eval, train; e.g. --set attack.eps=8/255",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="training and attack seed")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     batch_size: Annotated[int, typer.Option(help="evaluation batch size (does not change results)")] = 256,
-    results_dir: Annotated[Path, typer.Option(help="where records and checkpoints are stored")] = Path("results"),
+    results_dir: Annotated[Path, typer.Option(help="where records and checkpoints are stored")] = Path(
+        "results"
+    ),
     force: Annotated[bool, typer.Option(help="recompute even if this cell has a finished record")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON on stdout")] = False,
 ) -> None:
@@ -127,9 +134,11 @@ def run(
 def result_table(record: dict[str, Any], cached: bool) -> Table:
     """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
     spec, metrics = record["spec"], record["metrics"]
-    title = (f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']} "
-             f"(eps {_show(spec['attack']['params'].get('eps', float('nan')))}), "
-             f"{spec['train_data']['name']} -> {spec['eval_data']['name']}")
+    title = (
+        f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']} "
+        f"(eps {_show(spec['attack']['params'].get('eps', float('nan')))}), "
+        f"{spec['train_data']['name']} -> {spec['eval_data']['name']}"
+    )
     levels = [("frame", "")] + ([("video", "video_")] if "video_clean_acc" in metrics else [])
     table = Table(title=title, caption=_caption(record, cached))
     table.add_column("metric (%)")
@@ -154,10 +163,17 @@ def _pct(value: float | None) -> str:
 
 def _caption(record: dict[str, Any], cached: bool) -> str:
     t = record["timings"]
-    how = "cached record" if cached else (
-        f"trained in {t['train_s']:.0f}s" if not record["training"]["cached"] else "checkpoint from cache")
-    return (f"{record['n_samples']} test samples ({record['n_attacked']} attacked); {how}; "
-            f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}")
+    how = (
+        "cached record"
+        if cached
+        else (
+            f"trained in {t['train_s']:.0f}s" if not record["training"]["cached"] else "checkpoint from cache"
+        )
+    )
+    return (
+        f"{record['n_samples']} test samples ({record['n_attacked']} attacked); {how}; "
+        f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}"
+    )
 
 
 if __name__ == "__main__":

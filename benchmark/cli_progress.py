@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from benchmark.runner import Progress as Callbacks
 
@@ -15,8 +22,15 @@ class RichProgress:
 
     def __init__(self, console: Console, disable: bool = False) -> None:
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=disable, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=disable,
+            transient=False,
         )
         self.train_task: Any = None
         self.eval_task: Any = None
@@ -40,7 +54,9 @@ class RichProgress:
             return
         total = event["epochs"] * event["steps"]
         done = (event["epoch"] - 1) * event["steps"] + event.get("step", event["steps"])
-        info = " ".join(f"{k} {v:.3f}" for k, v in event.items() if k in ("loss", "val_acc", "val_robust_acc"))
+        info = " ".join(
+            f"{k} {v:.3f}" for k, v in event.items() if k in ("loss", "val_acc", "val_robust_acc")
+        )
         if self.train_task is None:
             self.train_task = self.bar.add_task("training", total=total, info="")
         self.bar.update(self.train_task, total=total, completed=done, info=f"epoch {event['epoch']} {info}")

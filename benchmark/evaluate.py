@@ -43,19 +43,23 @@ def evaluate(
         with torch.inference_mode():
             adv = margin(model(x_adv))
         delta = (x_adv - batch.x).flatten(1)
-        rows.append({
-            "clean_score": clean.float().cpu(),
-            "adv_score": adv.float().cpu(),
-            "linf": delta.abs().amax(1).float().cpu(),
-            "l2": delta.norm(dim=1).float().cpu(),
-            "attacked": attacked_mask(batch.y, getattr(attack, "direction", Direction.BOTH)).cpu(),
-        })
+        rows.append(
+            {
+                "clean_score": clean.float().cpu(),
+                "adv_score": adv.float().cpu(),
+                "linf": delta.abs().amax(1).float().cpu(),
+                "l2": delta.norm(dim=1).float().cpu(),
+                "attacked": attacked_mask(batch.y, getattr(attack, "direction", Direction.BOTH)).cpu(),
+            }
+        )
         on_batch(sum(len(r["linf"]) for r in rows), len(split))
     columns = {key: torch.cat([r[key] for r in rows]).numpy() for key in rows[0]}
-    return pd.DataFrame({
-        "sample_id": split.sample_ids,
-        "video_id": split.video_ids,
-        "method": split.methods,
-        "label": split.labels.numpy(),
-        **columns,
-    })
+    return pd.DataFrame(
+        {
+            "sample_id": split.sample_ids,
+            "video_id": split.video_ids,
+            "method": split.methods,
+            "label": split.labels.numpy(),
+            **columns,
+        }
+    )

@@ -62,8 +62,9 @@ def detection_metrics(scores: np.ndarray, labels: np.ndarray, prefix: str) -> di
     }
 
 
-def attack_success_rate(clean_scores: np.ndarray, adv_scores: np.ndarray, labels: np.ndarray,
-                        attacked: np.ndarray) -> float:
+def attack_success_rate(
+    clean_scores: np.ndarray, adv_scores: np.ndarray, labels: np.ndarray, attacked: np.ndarray
+) -> float:
     """Fraction of attacked samples that were correct on clean input and are wrong after the attack."""
     correct = ((clean_scores > 0).astype(int) == labels) & attacked
     if not correct.any():

@@ -153,8 +153,11 @@ def load_dataset(c: Component) -> DataBundle:
     return DATASETS.build(c.name, **typed_from_spec(DATASETS.get(c.name), c))
 
 
-def run_cell(spec: CellSpec, options: RunOptions = RunOptions(), progress: Progress = Progress()) -> CellOutcome:
+def run_cell(
+    spec: CellSpec, options: RunOptions | None = None, progress: Progress | None = None
+) -> CellOutcome:
     """Train or load the model, evaluate it clean and under attack, and write the record atomically."""
+    options, progress = options or RunOptions(), progress or Progress()
     store = RecordStore(options.results_dir)
     if not options.force and (done := store.finished(spec.cell_id)):
         return CellOutcome(done, cached=True)
@@ -176,8 +179,13 @@ def run_cell(spec: CellSpec, options: RunOptions = RunOptions(), progress: Progr
     attack = build_attack(spec.attack)
     tic = time.perf_counter()
     samples = evaluate(
-        trained.model, attack, eval_bundle.test, batch_size=options.batch_size, device=device,
-        seed=spec.training.seed, on_batch=progress.on_eval,
+        trained.model,
+        attack,
+        eval_bundle.test,
+        batch_size=options.batch_size,
+        device=device,
+        seed=spec.training.seed,
+        on_batch=progress.on_eval,
     )
     timings["eval_s"] = time.perf_counter() - tic
     timings["total_s"] = time.perf_counter() - start
@@ -199,16 +207,28 @@ def _watch_resume(progress: Progress, resumed: list[int]) -> Progress:
     return dataclasses.replace(progress, on_train=on_train)
 
 
-def _train(training: TrainSpec, bundle: DataBundle, store: RecordStore, device: torch.device, progress: Progress):
+def _train(
+    training: TrainSpec, bundle: DataBundle, store: RecordStore, device: torch.device, progress: Progress
+):
     return train(
-        build_detector(training.detector), build_defense(training.defense), bundle,
-        build_settings(training.train), seed=training.seed, checkpoint_dir=store.checkpoints,
-        train_id=training.train_id, device=device, on_progress=progress.on_train,
+        build_detector(training.detector),
+        build_defense(training.defense),
+        bundle,
+        build_settings(training.train),
+        seed=training.seed,
+        checkpoint_dir=store.checkpoints,
+        train_id=training.train_id,
+        device=device,
+        on_progress=progress.on_train,
     )
 
 
 def make_record(
-    spec: CellSpec, samples: pd.DataFrame, trained: Any, bundle: DataBundle, device: torch.device,
+    spec: CellSpec,
+    samples: pd.DataFrame,
+    trained: Any,
+    bundle: DataBundle,
+    device: torch.device,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """The standard record of one cell (schema in docs/records.md)."""
@@ -225,7 +245,9 @@ def make_record(
         "n_videos": int(samples["video_id"].nunique()),
         "perturbation": {
             "linf_max": float(samples["linf"].max()),
-            "l2_mean": float(samples.loc[samples["attacked"], "l2"].mean()) if samples["attacked"].any() else 0.0,
+            "l2_mean": float(samples.loc[samples["attacked"], "l2"].mean())
+            if samples["attacked"].any()
+            else 0.0,
         },
         "training": {
             "cached": bool(trained.cached),
@@ -246,5 +268,7 @@ def per_method(samples: pd.DataFrame) -> dict[str, dict[str, float]]:
     correct_adv = (samples["adv_score"] > 0).astype(int) == samples["label"]
     table = pd.DataFrame({"method": samples["method"], "clean_acc": correct_clean, "robust_acc": correct_adv})
     grouped = table.groupby("method")[["clean_acc", "robust_acc"]].mean()
-    return {m: {k: float(v) for k, v in row.items()} | {"n": int((samples["method"] == m).sum())}
-            for m, row in grouped.iterrows()}
+    return {
+        m: {k: float(v) for k, v in row.items()} | {"n": int((samples["method"] == m).sum())}
+        for m, row in grouped.iterrows()
+    }

@@ -74,8 +74,10 @@ class Split:
 
     def batch(self, index: torch.Tensor | list[int]) -> Batch:
         idx = torch.as_tensor(index, dtype=torch.long)
-        raw = self.images[idx] if isinstance(self.images, torch.Tensor) else torch.from_numpy(
-            np.ascontiguousarray(self.images[idx.numpy()])
+        raw = (
+            self.images[idx]
+            if isinstance(self.images, torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(self.images[idx.numpy()]))
         )
         pick = idx.tolist()
         return Batch(

@@ -12,8 +12,18 @@ from typer.testing import CliRunner
 
 from benchmark.cli import app
 
-SMALL = ["--set", "data.n_identities=20", "--set", "data.images_per_identity=6", "--set", "data.resolution=32",
-         "--set", "train.epochs=1", "--set", "train.robust_val_samples=32"]
+SMALL = [
+    "--set",
+    "data.n_identities=20",
+    "--set",
+    "data.images_per_identity=6",
+    "--set",
+    "data.resolution=32",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.robust_val_samples=32",
+]
 
 
 def invoke(*args: str):
@@ -27,7 +37,9 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_record(results):
-    outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json")
+    outcome = invoke(
+        "run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json"
+    )
     assert outcome.exit_code == 0, outcome.output
     return json.loads(outcome.stdout)
 
@@ -46,9 +58,13 @@ def test_run_writes_a_complete_record(first_record, results) -> None:
 
 
 def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(first_record, results) -> None:
-    again = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json")
+    again = invoke(
+        "run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json"
+    )
     assert json.loads(again.stdout)["created"] == first_record["created"]
-    other = invoke("run", "--defense", "at", "--attack", "fgsm", *SMALL, "--results-dir", str(results), "--json")
+    other = invoke(
+        "run", "--defense", "at", "--attack", "fgsm", *SMALL, "--results-dir", str(results), "--json"
+    )
     record = json.loads(other.stdout)
     assert record["cell_id"] != first_record["cell_id"] and record["train_id"] == first_record["train_id"]
     assert record["training"]["cached"] is True
@@ -56,7 +72,9 @@ def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(fi
 
 def test_table_output_names_the_cell(first_record, results) -> None:
     outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results))
-    assert outcome.exit_code == 0 and "accuracy" in outcome.stdout and first_record["cell_id"] in outcome.stdout
+    assert (
+        outcome.exit_code == 0 and "accuracy" in outcome.stdout and first_record["cell_id"] in outcome.stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +87,10 @@ def test_table_output_names_the_cell(first_record, results) -> None:
         (["--set", "attack.eps=2"], "eps=2 is outside (0, 1]"),
         (["--set", "attack.eps=0"], "eps=0 is outside (0, 1]"),
         (["--set", "eps=0.1"], "must look like KIND.KEY=VALUE"),
-        (["--dataset", "folder", "--set", "data.root=/no/such/dir"], "data.root '/no/such/dir' is not a folder"),
+        (
+            ["--dataset", "folder", "--set", "data.root=/no/such/dir"],
+            "data.root '/no/such/dir' is not a folder",
+        ),
         (["--defense", "afsl", "--set", "detector.head=linear"], "needs detector.head=cosine"),
         (["--device", "tpu"], "--device tpu: choose one of auto, cpu, cuda"),
     ],
@@ -83,7 +104,12 @@ def test_bad_input_is_one_actionable_line_and_exit_2(args, message, tmp_path) ->
 
 
 def test_list_shows_every_registry() -> None:
-    for kind, name in (("attacks", "apgd"), ("defenses", "afsl"), ("detectors", "tiny-cnn"), ("datasets", "synthetic")):
+    for kind, name in (
+        ("attacks", "apgd"),
+        ("defenses", "afsl"),
+        ("detectors", "tiny-cnn"),
+        ("datasets", "synthetic"),
+    ):
         outcome = invoke("list", kind)
         assert outcome.exit_code == 0 and name in outcome.stdout
     assert invoke("list", "attack").exit_code == 0  # singular works too
@@ -91,8 +117,23 @@ def test_list_shows_every_registry() -> None:
 
 
 def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> None:
-    args = [sys.executable, "-m", "benchmark.cli", "run", "--defense", "none", "--attack", "fgsm", *SMALL,
-            "--set", "train.epochs=4", "--set", "data.n_identities=40", "--results-dir", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "benchmark.cli",
+        "run",
+        "--defense",
+        "none",
+        "--attack",
+        "fgsm",
+        *SMALL,
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "data.n_identities=40",
+        "--results-dir",
+        str(tmp_path),
+    ]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list((tmp_path / "checkpoints").glob("*.partial.pt")) and time.time() < deadline:

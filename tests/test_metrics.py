@@ -40,13 +40,15 @@ def test_attack_success_rate_counts_only_clean_correct_attacked_samples() -> Non
 
 
 def test_summarise_adds_video_level_as_mean_frame_score() -> None:
-    table = pd.DataFrame({
-        "video_id": ["a", "a", "b", "b"],
-        "label": [1, 1, 0, 0],
-        "clean_score": [3.0, -1.0, -2.0, 1.0],  # video a mean 1 (fake, right), b mean -0.5 (real, right)
-        "adv_score": [-3.0, 1.0, 2.0, 1.0],
-        "attacked": [True] * 4,
-    })
+    table = pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b"],
+            "label": [1, 1, 0, 0],
+            "clean_score": [3.0, -1.0, -2.0, 1.0],  # video a mean 1 (fake, right), b mean -0.5 (real, right)
+            "adv_score": [-3.0, 1.0, 2.0, 1.0],
+            "attacked": [True] * 4,
+        }
+    )
     out = metrics.summarise(table)
     assert out["clean_acc"] == 0.5 and out["video_clean_acc"] == 1.0
     assert out["video_robust_acc"] == 0.0 and out["video_asr"] == 1.0

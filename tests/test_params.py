@@ -37,8 +37,12 @@ def test_parse_value(text, annotation, expected) -> None:
 
 @pytest.mark.parametrize(
     ("text", "annotation", "message"),
-    [("8/0", float, "not a number"), ("abc", int, "not an integer"), ("maybe", bool, "not a boolean"),
-     ("bleu", Colour, "Did you mean 'blue'")],
+    [
+        ("8/0", float, "not a number"),
+        ("abc", int, "not an integer"),
+        ("maybe", bool, "not a boolean"),
+        ("bleu", Colour, "Did you mean 'blue'"),
+    ],
 )
 def test_parse_value_errors_are_actionable(text, annotation, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -50,7 +54,9 @@ def test_split_overrides_groups_by_kind() -> None:
     assert raw == {"attack": {"eps": "8/255"}, "defense": {"beta2": "0.1"}}
 
 
-@pytest.mark.parametrize(("item", "message"), [("eps=8/255", "KIND.KEY=VALUE"), ("atack.eps=1", "Did you mean 'attack'")])
+@pytest.mark.parametrize(
+    ("item", "message"), [("eps=8/255", "KIND.KEY=VALUE"), ("atack.eps=1", "Did you mean 'attack'")]
+)
 def test_split_overrides_rejects_malformed(item, message) -> None:
     with pytest.raises(ConfigError, match=message):
         split_overrides([item], ["attack", "defense"])

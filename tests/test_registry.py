@@ -60,7 +60,9 @@ def test_names_sorted_and_describe_is_first_docstring_line(things: Registry) -> 
 
 def test_params_of_dataclass_and_factory(things: Registry) -> None:
     fast = things.params_of("fast-thing")
-    assert list(fast) == ["speed", "steps"] and fast["steps"].annotation is int and fast["speed"].default == 1.0
+    assert (
+        list(fast) == ["speed", "steps"] and fast["steps"].annotation is int and fast["speed"].default == 1.0
+    )
     made = things.params_of("made-thing")
     assert made["width"].default == 4 and made["name"].annotation is str
 

@@ -11,7 +11,11 @@ def _cell(attack_params=None, detector_version=1, seed=0) -> CellSpec:
         Component("train", {"epochs": 5}),
         seed,
     )
-    return CellSpec(training, Component("pgd", attack_params or {"eps": 8 / 255, "steps": 10}), Component("synthetic", {"seed": 0}))
+    return CellSpec(
+        training,
+        Component("pgd", attack_params or {"eps": 8 / 255, "steps": 10}),
+        Component("synthetic", {"seed": 0}),
+    )
 
 
 def test_canonical_json_ignores_key_order() -> None:

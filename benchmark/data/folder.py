@@ -36,15 +36,20 @@ def load_image(path: Path, resolution: int) -> np.ndarray:
             image = image.convert("RGB")
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BILINEAR)
+            image = image.crop((left, top, left + side, top + side)).resize(
+                (resolution, resolution), Image.BILINEAR
+            )
             return np.asarray(image).transpose(2, 0, 1).copy()
     except (UnidentifiedImageError, OSError) as err:
         raise ConfigError(f"cannot read image {path}: {err}; remove or replace the file") from None
 
 
 def make_split(files: list[tuple[Path, int]], root: Path, resolution: int) -> Split:
-    images = np.stack([load_image(p, resolution) for p, _ in files]) if files else np.zeros(
-        (0, 3, resolution, resolution), np.uint8)
+    images = (
+        np.stack([load_image(p, resolution) for p, _ in files])
+        if files
+        else np.zeros((0, 3, resolution, resolution), np.uint8)
+    )
     ids = [str(p.relative_to(root)) for p, _ in files]
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     methods = ["real" if label == 0 else "fake" for _, label in files]
@@ -55,8 +60,9 @@ def labelled_files(folder: Path) -> list[tuple[Path, int]]:
     return [(p, 0) for p in list_images(folder / "real")] + [(p, 1) for p in list_images(folder / "fake")]
 
 
-def seeded_split(files: list[tuple[Path, int]], val_fraction: float, test_fraction: float,
-                 seed: int) -> dict[str, list[tuple[Path, int]]]:
+def seeded_split(
+    files: list[tuple[Path, int]], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[tuple[Path, int]]]:
     """Stratified by label: each class is shuffled with ``seed`` and cut into test, val, train."""
     out: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
     rng = np.random.default_rng(seed)
@@ -71,14 +77,16 @@ def seeded_split(files: list[tuple[Path, int]], val_fraction: float, test_fracti
 
 
 @DATASETS.register("folder")
-def folder(root: str = "", resolution: int = 64, val_fraction: float = 0.2, test_fraction: float = 0.2,
-           seed: int = 0) -> DataBundle:
+def folder(
+    root: str = "", resolution: int = 64, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+) -> DataBundle:
     """A user's own images: real/ and fake/ folders, split by a seed or by the user's train/val/test folders."""
     base = Path(root).expanduser()
     if not root or not base.is_dir():
         raise DataNotFoundError(
             f"data.root '{root}' is not a folder: the folder data set expects {LAYOUT}; "
-            "pass it with --set data.root=PATH")
+            "pass it with --set data.root=PATH"
+        )
     if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ConfigError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
     if all((base / s).is_dir() for s in SPLITS):

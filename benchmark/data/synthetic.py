@@ -102,8 +102,10 @@ def _check(name: str, style: Style, params: dict) -> SyntheticConfig:
     """Validate user parameters; every error names the valid values."""
     p = dict(params, methods=_check_methods(name, params["methods"]))
     rules = {
-        "resolution": (MIN_RESOLUTION <= p["resolution"] <= MAX_RESOLUTION,
-                       f"{MIN_RESOLUTION} to {MAX_RESOLUTION} pixels"),
+        "resolution": (
+            MIN_RESOLUTION <= p["resolution"] <= MAX_RESOLUTION,
+            f"{MIN_RESOLUTION} to {MAX_RESOLUTION} pixels",
+        ),
         "jpeg_quality": (p["jpeg_quality"] is None or 1 <= p["jpeg_quality"] <= 100, "1 to 100, or none"),
         "n_identities": (p["n_identities"] >= MIN_IDENTITIES, f">= {MIN_IDENTITIES} (2 per split for swaps)"),
         "images_per_identity": (p["images_per_identity"] >= 2, ">= 2 (one real, one fake)"),
@@ -125,8 +127,14 @@ def _split_of_identity(n: int, g: torch.Generator) -> Tensor:
     return split
 
 
-def _assign_fakes(cfg: SyntheticConfig, plan_split: Tensor, identity: Tensor, label: Tensor,
-                  id_split: Tensor, g: torch.Generator) -> tuple[list[str], Tensor]:
+def _assign_fakes(
+    cfg: SyntheticConfig,
+    plan_split: Tensor,
+    identity: Tensor,
+    label: Tensor,
+    id_split: Tensor,
+    g: torch.Generator,
+) -> tuple[list[str], Tensor]:
     """Methods in equal shares within each split; each fake gets a donor from its own split."""
     method, donor = ["real"] * len(label), torch.full_like(label, -1)
     for split in range(len(SPLITS)):
@@ -222,8 +230,10 @@ def _one_thread() -> Iterator[None]:
 
 def _split(cfg: SyntheticConfig, plan: _Plan, images: Tensor, which: int) -> Split:
     idx = torch.nonzero(plan.split == which).flatten()
-    ids = [f"{cfg.name}-s{cfg.seed}-id{i:04d}-v{v:03d}" for i, v in zip(plan.identity[idx].tolist(),
-                                                                          plan.view[idx].tolist())]
+    ids = [
+        f"{cfg.name}-s{cfg.seed}-id{i:04d}-v{v:03d}"
+        for i, v in zip(plan.identity[idx].tolist(), plan.view[idx].tolist())
+    ]
     return Split(images[idx], plan.label[idx].clone(), ids, list(ids), [plan.method[i] for i in idx.tolist()])
 
 
@@ -231,9 +241,14 @@ def _info(cfg: SyntheticConfig, bundle: DataBundle, plan: _Plan) -> dict:
     counts = {name: dict(sorted(Counter(bundle.split(name).methods).items())) for name in SPLITS}
     identities = {name: sorted(set(plan.identity[plan.split == k].tolist())) for k, name in enumerate(SPLITS)}
     return {
-        "resolution": cfg.resolution, "methods": list(cfg.methods), "seed": cfg.seed,
-        "n_identities": cfg.n_identities, "images_per_identity": cfg.images_per_identity,
-        "jpeg_quality": cfg.jpeg_quality, "clip_frames": cfg.clip_frames, "counts": counts,
+        "resolution": cfg.resolution,
+        "methods": list(cfg.methods),
+        "seed": cfg.seed,
+        "n_identities": cfg.n_identities,
+        "images_per_identity": cfg.images_per_identity,
+        "jpeg_quality": cfg.jpeg_quality,
+        "clip_frames": cfg.clip_frames,
+        "counts": counts,
         "identities": identities,
     }
 
@@ -260,9 +275,15 @@ def generate(cfg: SyntheticConfig) -> DataBundle:
 
 
 @DATASETS.register("synthetic")
-def synthetic(n_identities: int = 100, images_per_identity: int = 30, resolution: int = 64,
-              methods: tuple[str, ...] = FFPP_METHODS, jpeg_quality: int | None = None,
-              clip_frames: int = 0, seed: int = 0) -> DataBundle:
+def synthetic(
+    n_identities: int = 100,
+    images_per_identity: int = 30,
+    resolution: int = 64,
+    methods: tuple[str, ...] = FFPP_METHODS,
+    jpeg_quality: int | None = None,
+    clip_frames: int = 0,
+    seed: int = 0,
+) -> DataBundle:
     """Embedded synthetic faces with FaceForensics++-like forgeries: no download, deterministic by seed.
 
     Mirrors FaceForensics++ (Rossler et al., ICCV 2019, https://arxiv.org/abs/1901.08971).
@@ -276,9 +297,15 @@ def synthetic(n_identities: int = 100, images_per_identity: int = 30, resolution
 
 
 @DATASETS.register("synthetic-hq")
-def synthetic_hq(n_identities: int = 100, images_per_identity: int = 30, resolution: int = 64,
-                 methods: tuple[str, ...] = HQ_METHODS, jpeg_quality: int | None = None,
-                 clip_frames: int = 0, seed: int = 0) -> DataBundle:
+def synthetic_hq(
+    n_identities: int = 100,
+    images_per_identity: int = 30,
+    resolution: int = 64,
+    methods: tuple[str, ...] = HQ_METHODS,
+    jpeg_quality: int | None = None,
+    clip_frames: int = 0,
+    seed: int = 0,
+) -> DataBundle:
     """Embedded synthetic faces with cleaner forgeries: the unseen cross-data-set target for ``synthetic``.
 
     Mirrors Celeb-DF (Li et al., CVPR 2020, https://arxiv.org/abs/1909.12962) against FF++: softer blend

@@ -26,8 +26,14 @@ Params = dict[str, Tensor]
 # Skin tones run between these two ends (light to deep), roughly the span of the Fitzpatrick scale in sRGB.
 _SKIN_LIGHT = (0.97, 0.82, 0.72)
 _SKIN_DARK = (0.30, 0.19, 0.13)
-_HAIR = ((0.05, 0.04, 0.04), (0.20, 0.13, 0.08), (0.40, 0.26, 0.15), (0.78, 0.64, 0.40), (0.58, 0.24, 0.10),
-         (0.62, 0.62, 0.62))
+_HAIR = (
+    (0.05, 0.04, 0.04),
+    (0.20, 0.13, 0.08),
+    (0.40, 0.26, 0.15),
+    (0.78, 0.64, 0.40),
+    (0.58, 0.24, 0.10),
+    (0.62, 0.62, 0.62),
+)
 _HAIR_P = (0.35, 0.25, 0.15, 0.12, 0.05, 0.08)
 _IRIS = ((0.28, 0.16, 0.08), (0.12, 0.07, 0.04), (0.25, 0.42, 0.62), (0.30, 0.44, 0.28), (0.42, 0.46, 0.50))
 _IRIS_P = (0.40, 0.30, 0.12, 0.10, 0.08)
@@ -55,14 +61,30 @@ def sample_identities(n: int, g: torch.Generator) -> Params:
     lip = torch.lerp(skin * torch.tensor([1.0, 0.62, 0.62]), torch.tensor([0.72, 0.30, 0.30]), u(0.1, 0.4, 1))
     eye_y = u(-0.24, -0.10)
     return {
-        "face_w": u(0.70, 0.86), "jaw": u(0.0, 0.35), "skin": skin, "lip": lip.clamp(0, 1),
-        "eye_dx": u(0.27, 0.35), "eye_y": eye_y, "eye_rx": u(0.11, 0.15), "eye_ratio": u(0.42, 0.6),
+        "face_w": u(0.70, 0.86),
+        "jaw": u(0.0, 0.35),
+        "skin": skin,
+        "lip": lip.clamp(0, 1),
+        "eye_dx": u(0.27, 0.35),
+        "eye_y": eye_y,
+        "eye_rx": u(0.11, 0.15),
+        "eye_ratio": u(0.42, 0.6),
         "iris": _palette(g, n, _IRIS, _IRIS_P, 0.03),
-        "brow_y": eye_y - u(0.13, 0.2), "brow_w": u(0.022, 0.045), "brow_arch": u(-0.5, 2.0),
-        "nose_y": u(0.26, 0.38), "nose_w": u(0.08, 0.13),
-        "mouth_y": u(0.55, 0.64), "mouth_rx": u(0.18, 0.26), "lip_h": u(0.03, 0.055), "ear": u(0.8, 1.2),
-        "hair": _palette(g, n, _HAIR, _HAIR_P, 0.04), "hair_vol": u(0.0, 0.3), "hair_len": u(0.0, 1.0) ** 2,
-        "hairline": u(-0.85, -0.45), "fringe_amp": u(0.0, 0.12), "fringe_freq": u(3.0, 9.0),
+        "brow_y": eye_y - u(0.13, 0.2),
+        "brow_w": u(0.022, 0.045),
+        "brow_arch": u(-0.5, 2.0),
+        "nose_y": u(0.26, 0.38),
+        "nose_w": u(0.08, 0.13),
+        "mouth_y": u(0.55, 0.64),
+        "mouth_rx": u(0.18, 0.26),
+        "lip_h": u(0.03, 0.055),
+        "ear": u(0.8, 1.2),
+        "hair": _palette(g, n, _HAIR, _HAIR_P, 0.04),
+        "hair_vol": u(0.0, 0.3),
+        "hair_len": u(0.0, 1.0) ** 2,
+        "hairline": u(-0.85, -0.45),
+        "fringe_amp": u(0.0, 0.12),
+        "fringe_freq": u(3.0, 9.0),
         "fringe_phase": u(0.0, 2 * math.pi),
     }
 
@@ -80,17 +102,32 @@ def sample_views(identities: Params, index: Tensor, g: torch.Generator, noise: t
     blobs = torch.randn(n, 3, _BLOBS, _BLOBS, generator=g) / _BLOB_FALLOFF  # 1/f: mostly large blobs
     shirt = torch.rand(n, 3, generator=g)
     scene = {k: v[index] for k, v in identities.items()}
-    scene.update({
-        "yaw": u(-0.35, 0.35), "roll": (0.08 * torch.randn(n, generator=g)).clamp(-0.2, 0.2),
-        "cx": u(-0.06, 0.06), "cy": u(-0.04, 0.06), "scale": u(0.9, 1.08),
-        "light": F.normalize(light, dim=1), "ambient": u(0.45, 0.75), "gain": u(0.85, 1.12),
-        "temp": u(-0.08, 0.08), "mouth_open": u(0.0, 1.0) ** 2, "smile": u(-0.3, 1.0),
-        "eye_open": u(0.55, 1.0), "gaze": u(-0.3, 0.3),
-        "bg_a": bg[:, 0], "bg_b": bg[:, 1], "bg_angle": u(0.0, 2 * math.pi),
-        "bg_blobs": torch.lerp(blobs, blobs.mean(dim=1, keepdim=True), 0.5) * u(0.02, 0.1, 1, 1, 1),
-        "bg_freq": u(8.0, 30.0, 2), "bg_phase": u(0.0, 2 * math.pi, 2), "bg_grain": u(0.0, 0.05),
-        "shirt": torch.lerp(shirt, shirt.mean(dim=1, keepdim=True), 0.3), "noise": u(*noise),
-    })
+    scene.update(
+        {
+            "yaw": u(-0.35, 0.35),
+            "roll": (0.08 * torch.randn(n, generator=g)).clamp(-0.2, 0.2),
+            "cx": u(-0.06, 0.06),
+            "cy": u(-0.04, 0.06),
+            "scale": u(0.9, 1.08),
+            "light": F.normalize(light, dim=1),
+            "ambient": u(0.45, 0.75),
+            "gain": u(0.85, 1.12),
+            "temp": u(-0.08, 0.08),
+            "mouth_open": u(0.0, 1.0) ** 2,
+            "smile": u(-0.3, 1.0),
+            "eye_open": u(0.55, 1.0),
+            "gaze": u(-0.3, 0.3),
+            "bg_a": bg[:, 0],
+            "bg_b": bg[:, 1],
+            "bg_angle": u(0.0, 2 * math.pi),
+            "bg_blobs": torch.lerp(blobs, blobs.mean(dim=1, keepdim=True), 0.5) * u(0.02, 0.1, 1, 1, 1),
+            "bg_freq": u(8.0, 30.0, 2),
+            "bg_phase": u(0.0, 2 * math.pi, 2),
+            "bg_grain": u(0.0, 0.05),
+            "shirt": torch.lerp(shirt, shirt.mean(dim=1, keepdim=True), 0.3),
+            "noise": u(*noise),
+        }
+    )
     return scene
 
 
@@ -123,8 +160,15 @@ class Canvas:
         """Coverage of a shape whose signed distance (face units, < 0 inside) is ``dist``: a 1-pixel ramp."""
         return (0.5 - dist / (self.px * soft)).clamp(0, 1)
 
-    def ellipse(self, u: Tensor, v: Tensor, ru: Tensor | float, rv: Tensor | float,
-                soft: Tensor | float = 1.0, power: float = 2.0) -> Tensor:
+    def ellipse(
+        self,
+        u: Tensor,
+        v: Tensor,
+        ru: Tensor | float,
+        rv: Tensor | float,
+        soft: Tensor | float = 1.0,
+        power: float = 2.0,
+    ) -> Tensor:
         """Coverage of the (super)ellipse |u/ru|^p + |v/rv|^p <= 1; ``power`` > 2 gives a boxier hull.
 
         The distance to the edge is taken as (r^p - 1) / p times the smaller radius: exact to first order
@@ -143,14 +187,24 @@ class Canvas:
 REGIONS: dict[str, Callable[[Params], tuple[Tensor, ...]]] = {
     "face": lambda s: (s["yaw"] * 0.0375, 0 * s["yaw"], s["face_w"], 1 + 0 * s["yaw"]),
     # brows to chin, cheek to cheek: what a face swap replaces
-    "inner": lambda s: (s["yaw"] * 0.25, (s["brow_y"] + 0.8) / 2, s["eye_dx"] + 1.6 * s["eye_rx"],
-                        (1.0 - s["brow_y"]) / 2),
+    "inner": lambda s: (
+        s["yaw"] * 0.25,
+        (s["brow_y"] + 0.8) / 2,
+        s["eye_dx"] + 1.6 * s["eye_rx"],
+        (1.0 - s["brow_y"]) / 2,
+    ),
     "mouth": lambda s: (s["yaw"] * 0.25, s["mouth_y"], 1.5 * s["mouth_rx"], 0.17 + 0 * s["yaw"]),
 }
 
 
-def landmark_mask(scene: Params, res: int, region: str, feather: Tensor | float = 1.0,
-                  grow: Tensor | float = 1.0, power: float = 2.0) -> Tensor:
+def landmark_mask(
+    scene: Params,
+    res: int,
+    region: str,
+    feather: Tensor | float = 1.0,
+    grow: Tensor | float = 1.0,
+    power: float = 2.0,
+) -> Tensor:
     """Soft mask [N,1,res,res] of a face region; ``feather`` is the edge width in pixels, ``grow`` scales it.
 
     ``power`` 2 gives an ellipse (the DeepFakes mask); 4 a boxier shape like a landmarks' convex hull.
@@ -200,8 +254,9 @@ def _head(img: Tensor, s: Params, cv: Canvas, hair: Tensor) -> tuple[Tensor, Ten
     neck = cv.ramp((u - shift * 0.3).abs() - a * 0.55) * cv.ramp(0.3 - v)
     img = _paint(img, neck, skin * 0.8)
     ear = _c(s["ear"])
-    ears = cv.ellipse((u - shift * 0.2).abs() - a * 0.97, v - (_c(s["eye_y"]) + _c(s["nose_y"])) / 2,
-                      0.09 * ear, 0.17 * ear)
+    ears = cv.ellipse(
+        (u - shift * 0.2).abs() - a * 0.97, v - (_c(s["eye_y"]) + _c(s["nose_y"])) / 2, 0.09 * ear, 0.17 * ear
+    )
     img = _paint(img, ears, skin * 0.9)
     width = a * (1.0 - _c(s["jaw"]) * v.clamp(0, 1) ** 2)
     face = cv.ellipse(u - shift * 0.15, v, width, 1.0)

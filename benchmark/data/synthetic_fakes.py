@@ -159,8 +159,13 @@ def face2face(inp: FakeInputs) -> Tensor:
     dv = dv + mouth * (cv.v - _c(s["mouth_y"])) * _c(a * inp.draw(-1.5, 1.5, 0.1))  # open / close
     dv = dv - mouth * (cv.uf / _c(s["mouth_rx"])) ** 2 * _c(a * inp.draw(-0.1, 0.1, 0.1))  # smile
     du = du + mouth * cv.uf * _c(a * inp.draw(-0.6, 0.6, 0.1))  # widen / narrow
-    eyes = torch.exp(-0.5 * (((cv.uf.abs() - _c(s["eye_dx"])) / _c(s["eye_rx"])) ** 2
-                             + ((cv.v - _c(s["eye_y"])) / _c(s["eye_rx"] * 0.7)) ** 2))
+    eyes = torch.exp(
+        -0.5
+        * (
+            ((cv.uf.abs() - _c(s["eye_dx"])) / _c(s["eye_rx"])) ** 2
+            + ((cv.v - _c(s["eye_y"])) / _c(s["eye_rx"] * 0.7)) ** 2
+        )
+    )
     dv = dv + eyes * (cv.v - _c(s["eye_y"])) * _c(a * inp.draw(-0.8, 0.4, 0.1))
     cos, sin = torch.cos(_c(s["roll"])), torch.sin(_c(s["roll"]))
     flow = torch.cat([cos * du - sin * dv, sin * du + cos * dv], dim=1) * cv.size  # face -> image units
