@@ -252,6 +252,7 @@ def make_record(
         "training": {
             "cached": bool(trained.cached),
             "best_epoch": trained.best_epoch,
+            "history": to_jsonable(trained.history),  # per epoch: losses, val accuracies, seconds
             "val_metrics": to_jsonable(trained.val_metrics),
         },
         "data": to_jsonable(bundle.info),
