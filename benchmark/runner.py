@@ -210,6 +210,7 @@ def _watch_resume(progress: Progress, resumed: list[int]) -> Progress:
 def _train(
     training: TrainSpec, bundle: DataBundle, store: RecordStore, device: torch.device, progress: Progress
 ):
+    torch.manual_seed(training.seed)  # the initial weights are part of what the seed fixes
     return train(
         build_detector(training.detector),
         build_defense(training.defense),

@@ -70,6 +70,15 @@ def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(fi
     assert record["training"]["cached"] is True
 
 
+def test_a_forced_rerun_reproduces_the_record_exactly(first_record, tmp_path) -> None:
+    # same spec and seed in a fresh store: retrained from scratch, identical metrics (weights included)
+    outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(tmp_path), "--json")
+    record = json.loads(outcome.stdout)
+    assert record["training"]["cached"] is False
+    assert record["metrics"] == first_record["metrics"]
+    assert record["training"]["val_metrics"] == first_record["training"]["val_metrics"]
+
+
 def test_table_output_names_the_cell(first_record, results) -> None:
     outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results))
     assert (
