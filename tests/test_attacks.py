@@ -23,14 +23,7 @@ NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 DEVICES = ["cpu", pytest.param("cuda", marks=NO_GPU)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These 256 x 3 x 32 x 32 batches gain little from intra-op threads, and on shared, busy cores two
-    spinning threads ran them 2x slower than one; restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from detectors import DETECTORS, Head
 NAMES = DETECTORS.names()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and on a shared 2-core box 2 threads measured 3-5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name: str, **params) -> torch.nn.Module:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +20,7 @@ SIZE = 32
 FAST = TrainSettings(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster, and on a shared 2-core box 2 threads measured 3-5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def easy_split(n: int, seed: int, noise: float = 0.0) -> Split:
