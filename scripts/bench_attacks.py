@@ -1,7 +1,7 @@
 """Benchmark: wall time of our PGD / APGD against a bare gradient loop, torchattacks and ART.
 
-One model (a small ResNet, 0.6 M parameters, random weights, eval mode) and one batch, measured in one
-process with interleaved repetitions (each repetition runs every method once, in a rotating order), reported
+One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights,
+eval mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method once, in a rotating order), reported
 as the median time and its ratio to the bare loop: ``steps`` x (forward + ``autograd.grad`` w.r.t. the
 input), no projection bookkeeping. The work is made equal: labels are the model's own predictions (so
 torchattacks and ART, which skip misclassified inputs, attack every sample), and early stopping is disabled
@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,30 +33,7 @@ from torch import nn
 
 from attacks.apgd import APGD
 from attacks.pgd import PGD
-
-
-class Block(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        same = stride == 1 and c_in == c_out
-        self.skip = nn.Identity() if same else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                                             nn.BatchNorm2d(c_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + self.skip(x))
-
-
-def small_resnet() -> nn.Module:
-    """Stem + four residual blocks (32-64-128-128 channels), global pooling, two logits."""
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        Block(32, 32, 1), Block(32, 64, 2), Block(64, 128, 2), Block(128, 128, 1),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 2),
-    )
+from detectors import DETECTORS
 
 
 def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, extra_forward: bool) -> None:
@@ -127,6 +105,7 @@ def report(times: dict[str, list[float]], steps: int) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detector", default="resnet", help="a registered detector, built with its defaults")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -158,12 +137,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = small_resnet().to(args.device).eval().requires_grad_(False)
+    model = DETECTORS.build(args.detector).to(args.device).eval().requires_grad_(False)
     x = torch.rand(args.batch, 3, args.resolution, args.resolution, device=args.device)
     with torch.no_grad():
         y = model(x).argmax(1)  # every sample correctly classified: every library attacks all of them
     params = sum(p.numel() for p in model.parameters())
-    print(f"model {params / 1e6:.2f} M params; batch {tuple(x.shape)} on {args.device}, "
+    print(f"model {args.detector} {params / 1e6:.2f} M params; batch {tuple(x.shape)} on {args.device}, "
           f"{torch.get_num_threads()} threads; early stopping disabled in ours; "
           f"{args.repeats} interleaved reps; {args.clock} clock")
     todo = methods(model, args.steps, 8 / 255, set(args.skip))
