@@ -1,8 +1,9 @@
 """Benchmark: wall time of our PGD / APGD against a bare gradient loop, torchattacks and ART.
 
-One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights,
-eval mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method once, in a rotating order), reported
-as the median time and its ratio to the bare loop: ``steps`` x (forward + ``autograd.grad`` w.r.t. the
+One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights, eval
+mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method
+once, in a rotating order), reported as the median time and its ratio to the bare loop: ``steps`` x (forward
++ ``autograd.grad`` w.r.t. the
 input), no projection bookkeeping. The work is made equal: labels are the model's own predictions (so
 torchattacks and ART, which skip misclassified inputs, attack every sample), and early stopping is disabled
 in ours. Every method sees parameters with ``requires_grad=False`` (ours freezes them itself; ART would
