@@ -2,9 +2,8 @@
 
 One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights, eval
 mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method
-once, in a rotating order), reported as the median time and its ratio to the bare loop: ``steps`` x (forward
-+ ``autograd.grad`` w.r.t. the
-input), no projection bookkeeping. The work is made equal: labels are the model's own predictions (so
+once, in a rotating order), reported as the median time and its ratio to the bare loop: ``steps`` x
+(forward + ``autograd.grad`` w.r.t. the input), no projection bookkeeping. The work is made equal: labels are the model's own predictions (so
 torchattacks and ART, which skip misclassified inputs, attack every sample), and early stopping is disabled
 in ours. Every method sees parameters with ``requires_grad=False`` (ours freezes them itself; ART would
 otherwise also compute weight gradients in its ``loss.backward()``).
