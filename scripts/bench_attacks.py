@@ -2,11 +2,11 @@
 
 One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights, eval
 mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method
-once, in a rotating order), reported as the median time and its ratio to the bare loop: ``steps`` x
-(forward + ``autograd.grad`` w.r.t. the input), no projection bookkeeping. The work is made equal: labels are the model's own predictions (so
-torchattacks and ART, which skip misclassified inputs, attack every sample), and early stopping is disabled
-in ours. Every method sees parameters with ``requires_grad=False`` (ours freezes them itself; ART would
-otherwise also compute weight gradients in its ``loss.backward()``).
+once, in a rotating order), reported as the median time and its ratio to the bare loop: ``steps`` x (forward
++ ``autograd.grad`` w.r.t. the input), no projection bookkeeping. The work is made equal: labels are the
+model's own predictions (so torchattacks and ART, which skip misclassified inputs, attack every sample), and
+early stopping is disabled in ours. Every method sees parameters with ``requires_grad=False`` (ours freezes
+them itself; ART would otherwise also compute weight gradients in its ``loss.backward()``).
 
 On CPU, glibc's malloc hands large blocks back to the OS and page-faults them in again; how often depends on
 each method's allocation pattern (up to ~10% here). ``MALLOC_MMAP_THRESHOLD_=33554432
