@@ -184,3 +184,23 @@ def test_synthetic_hq_is_a_different_cleaner_data_set():
     # FF++-like swaps are blurry and noise-free inside the face; Celeb-DF-like ones keep the camera grain
     assert grain_kept(FFPP_STYLE, scene, donor, image) < 0.3
     assert grain_kept(HQ_STYLE, scene, donor, image) > 0.5
+
+
+def _checker_energy(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute response to the period-2 checkerboard (a 2x2 [[1,-1],[-1,1]] filter), per image."""
+    kernel = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2).repeat(3, 1, 1, 1) / 4
+    return F.conv2d(x, kernel, stride=2, groups=3).abs().mean(dim=(1, 2, 3))
+
+
+def test_generator_crop_trace_is_strong_in_ffpp_fakes_and_weaker_in_hq():
+    # the up-sampling trace is the cue that survives an 8/255 attacker: FF++-like fakes must carry it
+    # above 2 x 8/255 often enough, reals never, and the cleaner synthetic-hq fakes much more weakly
+    def energy_by_label(name):
+        test = DATASETS.build(name, n_identities=20, images_per_identity=6, resolution=64).test
+        energy = _checker_energy(test.images.float() / 255)
+        return energy[test.labels == 0].mean(), energy[test.labels == 1].mean()
+
+    real, fake = energy_by_label("synthetic")
+    hq_real, hq_fake = energy_by_label("synthetic-hq")
+    assert fake > 2 * real and fake > 4 / 255
+    assert hq_fake - hq_real < (fake - real) / 2

@@ -30,7 +30,16 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 from benchmark.data.base import DATASETS
 from benchmark.data.synthetic_faces import Params, render, sample_identities, sample_views, take
-from benchmark.data.synthetic_fakes import FFPP_STYLE, HQ_STYLE, METHODS, NEEDS_DONOR, FakeInputs, Style
+from benchmark.data.synthetic_fakes import (
+    FFPP_STYLE,
+    HQ_STYLE,
+    METHODS,
+    NEEDS_DONOR,
+    TRACED,
+    FakeInputs,
+    Style,
+    crop_trace,
+)
 from benchmark.errors import ConfigError
 from benchmark.registry import did_you_mean
 from benchmark.types import DataBundle, Split
@@ -186,7 +195,9 @@ def _forge(cfg: SyntheticConfig, plan: _Plan, frames: Tensor, samples: range, g:
         donor = None
         if name in NEEDS_DONOR:
             donor = {**scene, **take(plan.identities, plan.donor[picked].repeat_interleave(t))}
-        frames[rows] = METHODS[name](FakeInputs(frames[rows], scene, cfg.style, g, donor, t))
+        inputs = FakeInputs(frames[rows], scene, cfg.style, g, donor, t)
+        forged = METHODS[name](inputs)
+        frames[rows] = crop_trace(inputs, forged) if name in TRACED else forged
     return frames
 
 
