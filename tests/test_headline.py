@@ -1,0 +1,34 @@
+"""The benchmark's headline claims on the embedded data set, with every default (README's table).
+
+Slow (about 70 s on 2 CPU cores): run with `pytest -m slow`; CI runs it after the fast suite.
+"""
+
+import pytest
+
+from benchmark.runner import RunOptions, plan_cell, run_cell
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def metrics(tmp_path_factory):
+    options = RunOptions(results_dir=tmp_path_factory.mktemp("headline"), device="cpu")
+    return {
+        defense: run_cell(plan_cell("tiny-cnn", defense, "pgd", "synthetic"), options).record["metrics"]
+        for defense in ("none", "at", "afsl")
+    }
+
+
+def test_undefended_detector_learns_the_task_and_is_fooled_at_8_255(metrics) -> None:
+    assert metrics["none"]["clean_acc"] > 0.8
+    assert metrics["none"]["robust_acc"] < 0.1
+
+
+def test_adversarial_training_raises_robust_accuracy_by_a_wide_margin(metrics) -> None:
+    assert metrics["at"]["clean_acc"] > 0.8
+    assert metrics["at"]["robust_acc"] > metrics["none"]["robust_acc"] + 0.2
+
+
+def test_afsl_is_more_robust_than_undefended_and_keeps_clean_accuracy_at_least_as_high_as_at(metrics) -> None:
+    assert metrics["afsl"]["robust_acc"] > metrics["none"]["robust_acc"] + 0.1
+    assert metrics["afsl"]["clean_acc"] >= metrics["at"]["clean_acc"]
