@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from attacks.base import Attack, Direction, attacked_mask
+from benchmark.errors import ConfigError
 from benchmark.types import Split
 from detectors.base import Detector
 
@@ -32,6 +33,8 @@ def evaluate(
     on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> pd.DataFrame:
     """Per-sample clean and adversarial scores, perturbation norms and whether the sample was attacked."""
+    if len(split) == 0:
+        raise ConfigError("the evaluation split is empty: give the data set more samples (or another split)")
     model = model.to(device).eval()
     torch.manual_seed(seed)  # random starts and restarts are reproducible for a given cell
     rows = []

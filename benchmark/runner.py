@@ -190,8 +190,9 @@ def run_cell(
     timings["eval_s"] = time.perf_counter() - tic
     timings["total_s"] = time.perf_counter() - start
 
-    record = make_record(spec, samples, trained, eval_bundle, device, timings)
-    record["training"]["resumed_after_epoch"] = resumed[0] if resumed else None
+    record = make_record(
+        spec, samples, trained, eval_bundle, device, timings, resumed[0] if resumed else None
+    )
     store.write(record, samples)
     return CellOutcome(record, cached=False, samples=samples)
 
@@ -231,6 +232,7 @@ def make_record(
     bundle: DataBundle,
     device: torch.device,
     timings: dict[str, float],
+    resumed_after_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The standard record of one cell (schema in docs/records.md)."""
     return {
@@ -255,6 +257,7 @@ def make_record(
             "best_epoch": trained.best_epoch,
             "history": to_jsonable(trained.history),  # per epoch: losses, val accuracies, seconds
             "val_metrics": to_jsonable(trained.val_metrics),
+            "resumed_after_epoch": resumed_after_epoch,
         },
         "data": to_jsonable(bundle.info),
         "flags": {},
