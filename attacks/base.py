@@ -10,15 +10,16 @@ unchanged. The model is passed at call time, so one attack object serves a whole
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.errors import ConfigError
 from benchmark.registry import Registry
 
 ATTACKS: Registry = Registry("attack")
@@ -89,20 +90,89 @@ def project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
     return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
 
 
+class GradientsUnavailableError(ConfigError):
+    """A gradient attack was pointed at a model whose output has no gradient w.r.t. its input."""
+
+
+def require_gradients(attack: str, model: nn.Module) -> None:
+    """Fail early, naming the attack, when a model declares itself non-differentiable (``differentiable =
+    False``: a black-box API wrapper, a JPEG front end without a surrogate gradient)."""
+    if getattr(model, "differentiable", True) is False:
+        raise GradientsUnavailableError(
+            f"attack '{attack}' needs input gradients but the detector {type(model).__name__} declares "
+            "differentiable=False; use a score-based attack (square, nes), a transfer attack (transfer) "
+            "or a distortion"
+        )
+
+
+@dataclass(frozen=True)
+class AttackOutput:
+    """What ``Attack.run`` returns: the adversarial batch and per-sample columns for the per-sample table
+    (``queries`` a query attack spent, ``broken_by`` the ensemble member that broke a sample, ...). Rows the
+    attack's direction leaves alone hold NaN."""
+
+    x_adv: torch.Tensor
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """What the runner offers attacks that need more than the model under attack (``Attack.prepare``).
+
+    ``surrogate(detector, defense, seed)`` returns a trained model on the cell's device, trained on the
+    cell's training data with its training settings (or loaded from the checkpoint cache), and notes its
+    training id in ``used``.
+    """
+
+    surrogate: Callable[[str, str, int | None], nn.Module]
+    seed: int
+    used: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Attack:
-    """Base class. Subclasses implement ``perturb(model, x, y) -> x_adv`` on the attacked samples only."""
+    """Base class. Subclasses implement ``perturb(model, x, y) -> x_adv`` on the attacked samples only (or
+    ``perturb_with_info`` to add per-sample columns)."""
 
     #: False for distortions and score-only attacks that never ask for gradients
     requires_grad: ClassVar[bool] = True
+    #: the norms the attack supports; ``check_vocabulary`` rejects others, naming ``norm``
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.run(model, x, y).x_adv
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackOutput:
+        """Perturb the samples the direction targets; the others come back unchanged."""
+        if self.requires_grad:
+            require_gradients(self.name, model)
         mask = attacked_mask(y, getattr(self, "direction", Direction.BOTH))
-        x_adv = x.clone()
+        x_adv, info = x.clone(), {}
         if mask.any():
             with frozen(model):
-                x_adv[mask] = self.perturb(model, x[mask], y[mask]).detach().to(x.dtype)
-        return x_adv
+                x_part, info_part = self.perturb_with_info(model, x[mask], y[mask])
+            x_adv[mask] = x_part.detach().to(x.dtype)
+            for key, values in info_part.items():
+                column = torch.full((len(x),), float("nan"), device=values.device)
+                column[mask.to(values.device)] = values.float()
+                info[key] = column
+        return AttackOutput(x_adv, info)
+
+    def perturb_with_info(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.perturb(model, x, y), {}
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def prepare(self, context: AttackContext) -> Attack:
+        """Hook for attacks that need a surrogate model or other resources; the default needs nothing."""
+        return self
+
+    @property
+    def name(self) -> str:
+        return getattr(type(self), "registered_name", type(self).__name__.lower())
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "requires_grad": self.requires_grad}

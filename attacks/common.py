@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attacks.base import Direction, Loss, Norm, attack_loss
+from attacks.base import Direction, GradientsUnavailableError, Loss, Norm, attack_loss
 
 
 def loss_and_grad(
@@ -19,18 +19,29 @@ def loss_and_grad(
     with torch.enable_grad():
         x_adv = x_adv.detach().requires_grad_(True)
         logits = model(x_adv)
+        if not logits.requires_grad:
+            raise GradientsUnavailableError(
+                f"{type(model).__name__}'s output does not depend differentiably on its input (no grad_fn), "
+                "so a gradient attack cannot run; use a score-based attack (square, nes) or transfer"
+            )
         per_sample = attack_loss(logits, y, loss)
         (grad,) = torch.autograd.grad(per_sample.sum(), x_adv)
     return logits.detach(), per_sample.detach(), grad
 
 
-def check_vocabulary(norm: Norm | str, loss: Loss | str, direction: Direction | str) -> None:
-    """Reject unknown enum values at construction (not at the first call), naming the field and choices."""
-    fields = (("norm", Norm, norm), ("loss", Loss, loss), ("direction", Direction, direction))
-    for field, enum, value in fields:
-        if value not in {m.value for m in enum}:
-            choices = ", ".join(m.value for m in enum)
-            raise ValueError(f"{field}={value!r} is not one of {choices}")
+def check_vocabulary(
+    norm: Norm | str | None = None,
+    loss: Loss | str | None = None,
+    direction: Direction | str | None = None,
+    norms: tuple[Norm, ...] = tuple(Norm),
+) -> None:
+    """Reject unknown enum values at construction (not at the first call), naming the field and choices;
+    ``norms`` narrows the norms an attack supports (C&W: L2 only). ``None`` skips a field."""
+    fields = (("norm", norms, norm), ("loss", tuple(Loss), loss), ("direction", tuple(Direction), direction))
+    for field, allowed, value in fields:
+        if value is not None and value not in {m.value for m in allowed}:
+            choices = ", ".join(m.value for m in allowed)
+            raise ValueError(f"{field}={value!r} is not supported here; choose one of {choices}")
 
 
 def check_positive_int(**values: int) -> None:

@@ -2,7 +2,9 @@
 
 Clean scores are computed under ``torch.inference_mode``; the attack gets input gradients only (the
 attack base class freezes the parameters). The score of a sample is its logit margin z_fake - z_real on
-the calibrated detector, so ``score > 0`` is the decision "fake".
+the calibrated detector, so ``score > 0`` is the decision "fake". Per-sample columns an attack reports
+(``AttackOutput.info``: queries spent, the ensemble member that broke a sample, scores after a codec round
+trip) are appended to the table under their own names.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def evaluate(
         batch = batch.to(device)
         with torch.inference_mode():
             clean = margin(model(batch.x))
-        x_adv = attack(model, batch.x, batch.y)
+        out = attack.run(model, batch.x, batch.y)
+        x_adv = out.x_adv
         with torch.inference_mode():
             adv = margin(model(x_adv))
         delta = (x_adv - batch.x).flatten(1)
@@ -54,9 +57,13 @@ def evaluate(
                 "l2": delta.norm(dim=1).float().cpu(),
                 "attacked": attacked_mask(batch.y, getattr(attack, "direction", Direction.BOTH)).cpu(),
             }
+            | {key: value.float().cpu() for key, value in out.info.items()}
         )
         on_batch(sum(len(r["linf"]) for r in rows), len(split))
     columns = {key: torch.cat([r[key] for r in rows]).numpy() for key in rows[0]}
+    clash = set(columns) & {"sample_id", "video_id", "method", "label"}
+    if clash:
+        raise ValueError(f"attack {type(attack).__name__} reports columns that clash with the table: {clash}")
     return pd.DataFrame(
         {
             "sample_id": split.sample_ids,

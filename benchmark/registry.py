@@ -54,6 +54,8 @@ class Registry(Generic[T]):
                     f"{self.kind} '{name}' is already registered by {self._entries[name].__module__}"
                 )
             self._entries[name] = builder
+            if isinstance(builder, type):  # a class knows its registered name (error messages, records)
+                builder.registered_name = name
             return builder
 
         return add

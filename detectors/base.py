@@ -51,6 +51,8 @@ class Detector(nn.Module):
     input_size: int = 64
     #: True for video detectors taking clips [N, T, 3, H, W]
     takes_clips: bool = False
+    #: False for a model whose output has no input gradient (an API wrapper): gradient attacks refuse it
+    differentiable: bool = True
 
     def __init__(
         self,
