@@ -24,7 +24,8 @@ Losses: ``ce`` and the binary logit ``margin`` (z_wrong - z_true, see ``attacks.
 the DLR loss that needs three logits and keeps its gradient where softmax cross-entropy saturates.
 
 Arguments (defaults): eps 8/255, steps 100 (the paper's budget), restarts 1, norm linf, loss ce,
-rho 0.75, momentum 0.75, random_start True, direction both, early_stop True.
+rho 0.75, momentum 0.75, random_start True, direction both, early_stop True, backend ours (torchattacks:
+its APGD, loss ce only; art: AutoProjectedGradientDescent).
 
 Example::
 
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from attacks.apgd_state import State
+from attacks.backends import Backend, check_backend, run_backend
 from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, attack_loss
 from attacks.common import check_positive_int, check_vocabulary, loss_and_grad, per_sample
 from attacks.pgd import ascent_direction, check_budget, misclassified, random_start
@@ -78,6 +80,8 @@ class APGD(Attack):
     direction: Direction = Direction.BOTH
     #: drop a sample once fooled; the returned x_adv is the same either way, only faster
     early_stop: bool = True
+    #: ours, or torchattacks' / ART's implementation with the same settings (attacks.backends)
+    backend: Backend = Backend.OURS
 
     def __post_init__(self) -> None:
         check_vocabulary(self.norm, self.loss, self.direction)
@@ -86,8 +90,11 @@ class APGD(Attack):
         for name in ("rho", "momentum"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)} (paper: 0.75)")
+        check_backend(self)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.backend != Backend.OURS:
+            return run_backend(self, model, x, y)
         best, best_loss, fooled = self.run_once(model, x, y)
         for _ in range(self.restarts - 1):
             rows = (~fooled).nonzero().squeeze(1)

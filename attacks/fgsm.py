@@ -6,7 +6,8 @@ the ball and defaults to 1.25 * eps, as in "Fast is better than free" (Wong et a
 https://arxiv.org/abs/2001.03994); the result is projected back onto the eps-ball and onto [0, 1].
 
 Arguments (defaults): eps 8/255, step_size None (= eps, or 1.25 * eps with random_start), norm linf,
-loss ce, random_start False, direction both.
+loss ce, random_start False, direction both, backend ours (torchattacks: FGSM, FFGSM with random_start;
+art: FastGradientMethod).
 
 Example::
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attacks.backends import Backend, check_backend, run_backend
 from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, project
 from attacks.common import check_vocabulary, loss_and_grad
 from attacks.pgd import ascent_direction, check_budget, random_start
@@ -40,12 +42,15 @@ class FGSM(Attack):
     loss: Loss = Loss.CE
     random_start: bool = False
     direction: Direction = Direction.BOTH
+    #: ours, or torchattacks' / ART's implementation with the same settings (attacks.backends)
+    backend: Backend = Backend.OURS
 
     def __post_init__(self) -> None:
         check_vocabulary(self.norm, self.loss, self.direction)
         check_budget(self.eps, self.norm)
         if self.step_size is not None and not self.step_size > 0:
             raise ValueError(f"step_size must be > 0 (or None for the default), got {self.step_size}")
+        check_backend(self)
 
     @property
     def step(self) -> float:
@@ -54,6 +59,8 @@ class FGSM(Attack):
         return WONG_STEP_FACTOR * self.eps if self.random_start else self.eps
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.backend != Backend.OURS:
+            return run_backend(self, model, x, y)
         delta = random_start(x, self.norm, self.eps) if self.random_start else torch.zeros_like(x)
         _, _, grad = loss_and_grad(model, x + delta, y, self.loss)
         delta = project(delta + self.step * ascent_direction(grad, self.norm), self.norm, self.eps)

@@ -8,7 +8,8 @@ Samples already misclassified stop early (their x_adv is frozen), which cannot l
 
 Arguments (defaults): eps 8/255, step_size None (= 2.5 * eps / steps, Madry et al.'s rule: 2/255 for
 L-inf 8/255 with 10 steps, and scaled with eps for L2), steps 10, restarts 1, norm linf, loss ce,
-random_start True, direction both, early_stop True.
+random_start True, direction both, early_stop True, backend ours (torchattacks, art: their PGD with the
+same settings; both need early_stop false).
 
 Example::
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attacks.backends import Backend, check_backend, run_backend
 from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, project
 from attacks.common import check_positive_int, check_vocabulary, loss_and_grad
 
@@ -62,6 +64,8 @@ class PGD(Attack):
     direction: Direction = Direction.BOTH
     #: stop a sample once fooled (evaluation); training attacks set False to run every step (Madry et al.)
     early_stop: bool = True
+    #: ours, or torchattacks' / ART's implementation with the same settings (attacks.backends)
+    backend: Backend = Backend.OURS
 
     def __post_init__(self) -> None:
         check_vocabulary(self.norm, self.loss, self.direction)
@@ -69,12 +73,15 @@ class PGD(Attack):
         check_positive_int(steps=self.steps, restarts=self.restarts)
         if self.step_size is not None and not self.step_size > 0:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        check_backend(self)
 
     @property
     def step(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.backend != Backend.OURS:
+            return run_backend(self, model, x, y)
         best = x.clone()
         todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for restart in range(self.restarts):
