@@ -13,7 +13,8 @@ bit). Encoder settings are FFmpeg's libx264 defaults, as their command line: pre
 - Pixels are rounded to 8 bits and converted RGB -> YUV 4:2:0 -> RGB by FFmpeg's swscale, which loses a
   little even at a low CRF. No gradient: EOT-PGD passes the codec straight through (BPDA).
 
-PyAV is an optional dependency: ``pip install av`` (the ``video`` extra).
+PyAV (``av``, wheels with FFmpeg and libx264) is a dependency of afsl-bench; a clear error says
+``pip install av`` where it is missing.
 
 Arguments (defaults): severity 3 (CRF 35), direction both.
 
@@ -51,7 +52,7 @@ def require_av() -> ModuleType:
         import av
     except ImportError as err:
         raise ConfigError(f"video-codec needs PyAV (FFmpeg bindings), which is not installed ({err}); "
-                          "pip install av (or the extra: pip install 'afsl-bench[video]')") from err
+                          "pip install av") from err
     return av
 
 
