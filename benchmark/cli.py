@@ -111,6 +111,9 @@ def run(
         "results"
     ),
     force: Annotated[bool, typer.Option(help="recompute even if this cell has a finished record")] = False,
+    checks: Annotated[
+        bool, typer.Option(help="run the gradient-masking probes (docs/checks.md) and record their flags")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON on stdout")] = False,
 ) -> None:
     """Train (or load) a detector with a defense, attack it, print and store one result record."""
@@ -121,13 +124,17 @@ def run(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     spec = plan_cell(detector, defense, attack, dataset, eval_dataset, set_ or [], seed)
-    options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, force=force)
+    options = RunOptions(
+        results_dir=results_dir, device=device, batch_size=batch_size, force=force, checks=checks
+    )
     with RichProgress(err, disable=not sys.stderr.isatty()) as progress:
         outcome = run_cell(spec, options, progress.callbacks())
     if as_json:
         sys.stdout.write(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
         return
     out.print(result_table(outcome.record, outcome.cached))
+    if warning := flags_line(outcome.record):
+        out.print(warning)
     out.print(f"record: {Path(results_dir) / 'records' / (outcome.record['cell_id'] + '.json')}")
 
 
@@ -154,7 +161,21 @@ def result_table(record: dict[str, Any], cached: bool) -> Table:
     for _, prefix in levels:
         row += ["", _pct(metrics[f"{prefix}asr"])]
     table.add_row(*row)
+    for name, after in record.get("after_round_trip", {}).items():
+        row = [f"accuracy after {name}"]
+        for _, prefix in levels:
+            row += ["", _pct(after[f"{prefix}robust_acc"])]
+        table.add_row(*row)
     return table
+
+
+def flags_line(record: dict[str, Any]) -> str | None:
+    """One warning line naming the raised gradient-masking flags (docs/checks.md), or None."""
+    flags = record.get("flags", {})
+    raised = list(flags.get("raised", [])) + [f"{f['flag']} (across records)" for f in flags.get("store", [])]
+    if not raised:
+        return None
+    return f"[yellow]flags raised: {', '.join(raised)}; the robust numbers may be optimistic (docs/checks.md)"
 
 
 def _pct(value: float | None) -> str:

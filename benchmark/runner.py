@@ -19,6 +19,8 @@ import pandas as pd
 import torch
 
 from attacks import ATTACKS, Attack
+from attacks.base import AttackContext
+from benchmark.checks import ProbeSettings, probe_indices, run_checks, store_flags
 from benchmark.data import DATASETS
 from benchmark.env import environment, resolve_device
 from benchmark.errors import ConfigError
@@ -49,6 +51,9 @@ class RunOptions:
     device: str = "auto"
     batch_size: int = 256
     force: bool = False
+    #: run the gradient-masking / sanity probes (benchmark/checks.py) and record their flags
+    checks: bool = True
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
 
 @dataclass
@@ -176,7 +181,10 @@ def run_cell(
     timings["train_s"] = trained.seconds
 
     progress.on_stage("attack")
-    attack = build_attack(spec.attack)
+    used: list[str] = []  # the training ids of surrogates (transfer attacks), recorded
+    trainer = _surrogate_trainer(spec.training, train_bundle, store, device, progress, used)
+    context = AttackContext(surrogate=trainer, seed=spec.training.seed, used=used)
+    attack = build_attack(spec.attack).prepare(context)
     tic = time.perf_counter()
     samples = evaluate(
         trained.model,
@@ -188,13 +196,63 @@ def run_cell(
         on_batch=progress.on_eval,
     )
     timings["eval_s"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    if options.checks:
+        progress.on_stage("checks")
+        flags = cell_checks(trained.model, attack, eval_bundle, samples, device, spec.training.seed, options)
+    else:
+        flags = {"checked": False}
+    timings["checks_s"] = time.perf_counter() - tic
     timings["total_s"] = time.perf_counter() - start
 
     record = make_record(
         spec, samples, trained, eval_bundle, device, timings, resumed[0] if resumed else None
     )
+    record["surrogates"] = context.used
+    record["flags"] = flags | {"store": store_flags([*_related(store, spec), record])}
     store.write(record, samples)
     return CellOutcome(record, cached=False, samples=samples)
+
+
+def cell_checks(
+    model: torch.nn.Module,
+    attack: Attack,
+    bundle: DataBundle,
+    samples: pd.DataFrame,
+    device: torch.device,
+    seed: int,
+    options: RunOptions,
+) -> dict[str, Any]:
+    """The per-cell flags of ``benchmark/checks.py`` on a seeded probe of the evaluation split."""
+    rows = probe_indices(len(bundle.test), options.probe.samples, seed)
+    batch = bundle.test.batch(rows).to(device)
+    table = samples.iloc[rows.numpy()]
+    adv_correct = torch.tensor(((table["adv_score"] > 0).astype(int) == table["label"]).to_numpy())
+    torch.manual_seed(seed)
+    return {"checked": True} | run_checks(model, attack, batch.x, batch.y, adv_correct.to(device), options.probe)
+
+
+def _related(store: RecordStore, spec: CellSpec) -> list[dict[str, Any]]:
+    """Finished records of the same trained model on the same evaluation set (for cross-record flags)."""
+    eval_json = spec.to_json()["eval_data"]
+    return [
+        r
+        for r in store
+        if r.get("train_id") == spec.training.train_id
+        and r["spec"]["eval_data"] == eval_json
+        and r["cell_id"] != spec.cell_id
+    ]
+
+
+def trained_model(training: TrainSpec, options: RunOptions | None = None) -> tuple[Detector, DataBundle]:
+    """The trained detector of a training spec (trained now, or loaded from the checkpoint cache) and its
+    data: for scripts and notebooks that attack a model outside a cell."""
+    options = options or RunOptions()
+    store, device = RecordStore(options.results_dir), resolve_device(options.device)
+    bundle = load_dataset(training.train_data)
+    model = _train(training, bundle, store, device, Progress()).model
+    return model.to(device).eval(), bundle
 
 
 def _watch_resume(progress: Progress, resumed: list[int]) -> Progress:
@@ -225,6 +283,33 @@ def _train(
     )
 
 
+def _surrogate_trainer(
+    target: TrainSpec,
+    bundle: DataBundle,
+    store: RecordStore,
+    device: torch.device,
+    progress: Progress,
+    used: list[str],
+) -> Callable[[str, str, int | None], torch.nn.Module]:
+    """For attacks that need a surrogate (transfer): train, or load from the cache, a detector + defense
+    on the target's training data with its settings; the target's own spec gives the target's checkpoint."""
+
+    def surrogate(detector: str, defense: str, seed: int | None) -> torch.nn.Module:
+        spec = TrainSpec(
+            _factory_component(DETECTORS, "detector", detector, _with_head({}, defense)),
+            _dataclass_component(DEFENSES, "defense", defense, {}),
+            target.train_data,
+            target.train,
+            target.seed if seed is None else seed,
+        )
+        progress.on_stage("surrogate")
+        model = _train(spec, bundle, store, device, progress).model
+        used.append(spec.train_id)
+        return model.to(device).eval()
+
+    return surrogate
+
+
 def make_record(
     spec: CellSpec,
     samples: pd.DataFrame,
@@ -243,15 +328,12 @@ def make_record(
         "spec": spec.to_json(),
         "metrics": summarise(samples),
         "per_method": per_method(samples),
-        "n_samples": int(len(samples)),
+        "n_samples": len(samples),
         "n_attacked": int(samples["attacked"].sum()),
         "n_videos": int(samples["video_id"].nunique()),
-        "perturbation": {
-            "linf_max": float(samples["linf"].max()),
-            "l2_mean": float(samples.loc[samples["attacked"], "l2"].mean())
-            if samples["attacked"].any()
-            else 0.0,
-        },
+        "perturbation": perturbation(samples),
+        "after_round_trip": after_round_trip(samples),
+        "attack_info": attack_info(samples),
         "training": {
             "cached": bool(trained.cached),
             "best_epoch": trained.best_epoch,
@@ -260,11 +342,60 @@ def make_record(
             "resumed_after_epoch": resumed_after_epoch,
         },
         "data": to_jsonable(bundle.info),
-        "flags": {},
+        "flags": {"checked": False},
         "env": environment(device),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+#: the per-sample table's own columns; any other column was reported by the attack (``AttackOutput.info``)
+TABLE_COLUMNS = frozenset(
+    {"sample_id", "video_id", "method", "label", "clean_score", "adv_score", "linf", "l2", "attacked"}
+)
+ROUND_TRIP_PREFIX = "adv_score_after_"
+
+
+def perturbation(samples: pd.DataFrame) -> dict[str, float | None]:
+    """Sizes of the perturbations of attacked samples; the L2 a minimum-norm attack (C&W) needed is the
+    median over the samples it broke."""
+    attacked = samples[samples["attacked"]]
+    broken = attacked[(attacked["clean_score"] > 0) == attacked["label"].astype(bool)]
+    broken = broken[(broken["adv_score"] > 0) != broken["label"].astype(bool)]
+    return {
+        "linf_max": float(samples["linf"].max()),
+        "l2_mean": float(attacked["l2"].mean()) if len(attacked) else 0.0,
+        "l2_median_broken": float(broken["l2"].median()) if len(broken) else None,
+        "linf_median_broken": float(broken["linf"].median()) if len(broken) else None,
+    }
+
+
+def after_round_trip(samples: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Metrics with the adversarial scores after a codec round trip (columns ``adv_score_after_<name>``,
+    reported by EOT attacks): does the perturbation survive compression?"""
+    return {
+        column.removeprefix(ROUND_TRIP_PREFIX): summarise(samples.assign(adv_score=samples[column]))
+        for column in samples.columns
+        if column.startswith(ROUND_TRIP_PREFIX)
+    }
+
+
+def attack_info(samples: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Summary of the per-sample columns an attack reported: mean, median, max over the attacked samples,
+    and counts for small integer codes (``broken_by``: the ensemble member that broke a sample)."""
+    out: dict[str, dict[str, Any]] = {}
+    for column in samples.columns:
+        if column in TABLE_COLUMNS or column.startswith(ROUND_TRIP_PREFIX):
+            continue
+        values = samples.loc[samples["attacked"], column].astype(float)
+        known = values.dropna()
+        summary: dict[str, Any] = {"n": len(known)}
+        if len(known):
+            summary |= {"mean": float(known.mean()), "median": float(known.median()), "max": float(known.max())}
+            if (known == known.round()).all() and known.nunique() <= 10:
+                summary["counts"] = {str(int(k)): int(v) for k, v in known.value_counts().sort_index().items()}
+        out[column] = summary
+    return out
 
 
 def per_method(samples: pd.DataFrame) -> dict[str, dict[str, float]]:
