@@ -119,12 +119,12 @@ class AttackOutput:
 class AttackContext:
     """What the runner offers attacks that need more than the model under attack (``Attack.prepare``).
 
-    ``surrogate(detector, defense, seed)`` returns a trained model on the cell's device, trained on the
-    cell's training data with its training settings (or loaded from the checkpoint cache), and notes its
-    training id in ``used``.
+    ``surrogate(detector, defense, seed, data)`` returns a trained model on the cell's device, trained with
+    the cell's training settings on the data set ``data`` (a registered name with its defaults; None: the
+    cell's training data), or loaded from the checkpoint cache, and notes its training id in ``used``.
     """
 
-    surrogate: Callable[[str, str, int | None], nn.Module]
+    surrogate: Callable[[str, str, int | None, str | None], nn.Module]
     seed: int
     used: list[str] = field(default_factory=list)
 

@@ -3,9 +3,9 @@ attack and evaluate them on the target (Papernot et al., 2016, https://arxiv.org
 deepfake detectors: Hussain et al., WACV 2021, https://arxiv.org/abs/2002.12749).
 
 The surrogate is itself a component spec: a registered detector and defense, trained with the cell's
-training data and settings and seed ``surrogate_seed`` (None: the cell's seed + 1, so the same architecture
-is an independently trained model), or loaded from the checkpoint cache when that training spec has run
-before. The runner supplies it through ``Attack.prepare``; the target's gradients are never used, so the
+training settings on ``surrogate_data`` (a registered data set with its defaults; None: the cell's training
+data) with seed ``surrogate_seed`` (None: the cell's seed + 1, so the same architecture is an independently
+trained model), or loaded from the checkpoint cache when that training spec has run before. The runner supplies it through ``Attack.prepare``; the target's gradients are never used, so the
 target may be non-differentiable. With the target's own detector, defense and seed as surrogate, the
 surrogate *is* the target (same training id, same checkpoint) and the result equals the white-box attack.
 
@@ -15,7 +15,8 @@ has the field. ``early_stop`` is off by default: stopping as soon as the surroga
 just past the surrogate's boundary, which transfers poorly (on the test fixture: 95% robust accuracy on the
 target with early stopping, 79% with the full budget).
 
-Arguments (defaults): surrogate_detector resnet, surrogate_defense none, surrogate_seed None, inner pgd,
+Arguments (defaults): surrogate_detector resnet, surrogate_defense none, surrogate_data None,
+surrogate_seed None, inner pgd,
 eps 8/255, steps 10, step_size None (the inner attack's rule), norm linf, loss ce, direction both,
 early_stop False.
 
@@ -51,6 +52,8 @@ class Transfer(Attack):
 
     surrogate_detector: str = "resnet"
     surrogate_defense: str = "none"
+    #: a registered data set (its defaults) to train the surrogate on; None: the target's training data
+    surrogate_data: str | None = None
     #: None: the cell's seed + 1 (an independently trained surrogate); the cell's seed: the target itself
     surrogate_seed: int | None = None
     inner: str = "pgd"
@@ -73,7 +76,7 @@ class Transfer(Attack):
         if not ATTACKS.get(self.inner).requires_grad:
             raise ValueError(f"inner={self.inner!r} needs no gradients, so it does not transfer; use it directly")
         self.inner_attack()  # the inner attack validates the shared values now, not at the first batch
-        _check_registered(self.surrogate_detector, self.surrogate_defense)
+        _check_registered(self.surrogate_detector, self.surrogate_defense, self.surrogate_data)
 
     def inner_attack(self) -> Attack:
         fields = ATTACKS.params_of(self.inner)
@@ -85,7 +88,7 @@ class Transfer(Attack):
 
     def prepare(self, context: AttackContext) -> Attack:
         seed = context.seed + 1 if self.surrogate_seed is None else self.surrogate_seed
-        surrogate = context.surrogate(self.surrogate_detector, self.surrogate_defense, seed)
+        surrogate = context.surrogate(self.surrogate_detector, self.surrogate_defense, seed, self.surrogate_data)
         return BoundTransfer(self.inner_attack(), surrogate, self.direction)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -116,11 +119,16 @@ class BoundTransfer(Attack):
         return x_adv, {"fooled_surrogate": fooled}
 
 
-def _check_registered(detector: str, defense: str) -> None:
-    from defenses import DEFENSES  # the registries of other kinds; imported here to keep attacks standalone
+def _check_registered(detector: str, defense: str, data: str | None) -> None:
+    from benchmark.data import (
+        DATASETS,  # the registries of other kinds; imported here to keep attacks standalone
+    )
+    from defenses import DEFENSES
     from detectors import DETECTORS
 
-    checks = (("surrogate_detector", DETECTORS, detector), ("surrogate_defense", DEFENSES, defense))
+    checks = [("surrogate_detector", DETECTORS, detector), ("surrogate_defense", DEFENSES, defense)]
+    if data is not None:
+        checks.append(("surrogate_data", DATASETS, data))
     for field, registry, name in checks:
         try:
             registry.get(name)

@@ -290,20 +290,23 @@ def _surrogate_trainer(
     device: torch.device,
     progress: Progress,
     used: list[str],
-) -> Callable[[str, str, int | None], torch.nn.Module]:
+) -> Callable[[str, str, int | None, str | None], torch.nn.Module]:
     """For attacks that need a surrogate (transfer): train, or load from the cache, a detector + defense
-    on the target's training data with its settings; the target's own spec gives the target's checkpoint."""
+    with the target's training settings, on the target's training data unless another data set is named;
+    the target's own spec gives the target's checkpoint."""
 
-    def surrogate(detector: str, defense: str, seed: int | None) -> torch.nn.Module:
+    def surrogate(detector: str, defense: str, seed: int | None, data: str | None) -> torch.nn.Module:
+        data_c = target.train_data if data is None else _factory_component(DATASETS, "data", data, {})
         spec = TrainSpec(
             _factory_component(DETECTORS, "detector", detector, _with_head({}, defense)),
             _dataclass_component(DEFENSES, "defense", defense, {}),
-            target.train_data,
+            data_c,
             target.train,
             target.seed if seed is None else seed,
         )
         progress.on_stage("surrogate")
-        model = _train(spec, bundle, store, device, progress).model
+        data_bundle = bundle if data_c == target.train_data else load_dataset(data_c)
+        model = _train(spec, data_bundle, store, device, progress).model
         used.append(spec.train_id)
         return model.to(device).eval()
 

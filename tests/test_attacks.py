@@ -57,7 +57,7 @@ RETURNS_INPUT_ON_FAILURE = {"cw"}
 def ready(name: str, model: nn.Module, **params):
     """The attack as the runner hands it over: ``prepare``d (a transfer attack gets a surrogate: here a copy of
     the target, trained the same way)."""
-    context = AttackContext(surrogate=lambda detector, defense, seed: copy.deepcopy(model), seed=0)
+    context = AttackContext(surrogate=lambda detector, defense, seed, data: copy.deepcopy(model), seed=0)
     return ATTACKS.build(name, **fast_params(name, **params)).prepare(context)
 
 

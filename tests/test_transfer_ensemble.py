@@ -33,7 +33,7 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def context_with(surrogate: nn.Module) -> AttackContext:
-    return AttackContext(surrogate=lambda detector, defense, seed: surrogate, seed=0)
+    return AttackContext(surrogate=lambda detector, defense, seed, data: surrogate, seed=0)
 
 
 # --- transfer -----------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def test_transfer_needs_its_surrogate(model, data):
 @pytest.mark.parametrize("params, word", [
     ({"inner": "transfer"}, "inner"), ({"inner": "jpegg"}, "inner"),
     ({"surrogate_detector": "xceptionn"}, "surrogate_detector"),
-    ({"surrogate_defense": "afls"}, "afsl"), ({"inner": "pgd", "steps": 0}, "steps"),
+    ({"surrogate_defense": "afls"}, "afsl"), ({"surrogate_data": "synthetc"}, "surrogate_data"), ({"inner": "pgd", "steps": 0}, "steps"),
 ])
 def test_transfer_bad_parameters(params, word):
     with pytest.raises(ConfigError, match=word):
