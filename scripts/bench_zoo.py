@@ -12,6 +12,9 @@ and ratios, with the robust accuracy each method left:
   on numpy arrays on the CPU and spends 4-5 model passes per iteration. Target: ours >= 10x faster.
 - ``autoattack-binary``: members run only on still-robust points (``early_stop``, as AutoAttack) vs every
   member on every point. Target: >= 2x faster with the same robust accuracy.
+- ``pgd``: ``bench_attacks.py``'s comparison (ours PGD / APGD vs the bare forward + input-gradient loop,
+  torchattacks, ART; early stopping off) on this trained model and batch, so that every ratio of this
+  script comes from one run on one model and one batch. Target: within 1.05x of the bare loop.
 
 Run from a checkout installed with ``pip install -e '.[dev]'``::
 
@@ -27,6 +30,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+import bench_attacks  # the sibling script (scripts/ is on sys.path when a script in it runs)
 import torch
 
 from attacks import ATTACKS
@@ -100,7 +104,7 @@ def main() -> None:
     parser.add_argument("--apgd-steps", type=int, default=50)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--skip-art", action="store_true")
-    parser.add_argument("--only", choices=["cw", "ensemble"], default=None)
+    parser.add_argument("--only", choices=["pgd", "cw", "ensemble"], default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,6 +116,13 @@ def main() -> None:
     print(f"{args.detector} + {args.defense} on synthetic; {len(x)} test images {tuple(x.shape[1:])} on "
           f"{args.device}, {torch.get_num_threads()} threads; clean accuracy {accuracy(model, x, y):.4f}; "
           f"{args.repeats} interleaved repetitions")
+    if args.only in (None, "pgd"):
+        print("\nPGD / APGD (early stopping off), ratios to the bare loop (as bench_attacks.py)")
+        skip = {"art"} if args.skip_art else set()
+        todo = bench_attacks.methods(model, args.apgd_steps // 5, 8 / 255, skip)
+        bench_attacks.report(
+            bench_attacks.measure(todo, x, y, args.repeats, time.perf_counter), args.apgd_steps // 5
+        )
     if args.only in (None, "cw"):
         print(f"\nC&W L2: {args.cw_steps} Adam steps x {args.cw_search} binary-search steps")
         measure(cw_methods(model, args), model, x, y, args.repeats)
