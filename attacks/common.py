@@ -41,7 +41,8 @@ def check_vocabulary(
     for field, allowed, value in fields:
         if value is not None and value not in {m.value for m in allowed}:
             choices = ", ".join(m.value for m in allowed)
-            raise ValueError(f"{field}={value!r} is not supported here; choose one of {choices}")
+            shown = getattr(value, "value", value)  # an enum member prints as its plain value
+            raise ValueError(f"{field}={shown!r} is not supported here; choose one of {choices}")
 
 
 def check_positive_int(**values: int) -> None:

@@ -101,6 +101,12 @@ def test_table_output_names_the_cell(first_record, results) -> None:
             "data.root '/no/such/dir' is not a folder",
         ),
         (["--defense", "afsl", "--set", "detector.head=linear"], "needs detector.head=cosine"),
+        (["--attack", "cw", "--set", "attack.norm=linf"], "norm='linf' is not supported here; choose one of l2"),
+        (["--attack", "square", "--set", "attack.queries=0"], "queries must be an integer >= 1"),
+        (["--attack", "nes", "--set", "attack.samples=3"], "samples"),
+        (["--attack", "jpeg", "--set", "attack.severity=6"], "severity"),
+        (["--attack", "transfer", "--set", "attack.inner=square"], "inner='square' needs no gradients"),
+        (["--attack", "pgd", "--set", "attack.backend=art"], "(set early_stop=false)"),
         (["--device", "tpu"], "--device tpu: choose one of auto, cpu, cuda"),
     ],
 )
