@@ -45,9 +45,16 @@ class RichProgress:
     def callbacks(self) -> Callbacks:
         return Callbacks(on_train=self.on_train, on_eval=self.on_eval, on_stage=self.on_stage)
 
+    #: stages worth a line on the console (the others have progress bars)
+    STAGE_LINES = {
+        "data": "preparing data",
+        "surrogate": "training (or loading) the transfer attack's surrogate",
+        "checks": "running the gradient-masking probes (--no-checks skips them)",
+    }
+
     def on_stage(self, stage: str) -> None:
-        if stage == "data":
-            self.bar.console.log("preparing data")
+        if stage in self.STAGE_LINES:
+            self.bar.console.log(self.STAGE_LINES[stage])
 
     def on_train(self, event: dict[str, Any]) -> None:
         if "steps" not in event or "epochs" not in event:
