@@ -140,3 +140,17 @@ def test_ensemble_early_stop_changes_cost_not_the_worst_case(model, data, ensemb
 def test_ensemble_bad_parameters(params, word):
     with pytest.raises(ConfigError, match=word):
         ATTACKS.build("autoattack-binary", **params)
+
+
+def test_transfer_surrogate_trained_on_another_data_set(tmp_path):
+    """surrogate_data: the surrogate's training spec names that data set (its defaults), so it is another
+    checkpoint, trained once and reused by the next cell that asks for it."""
+    options = RunOptions(results_dir=tmp_path, device="cpu", checks=False)
+    overrides = [*SMALL, "attack.surrogate_detector=tiny-cnn", "attack.surrogate_data=synthetic-hq",
+                 "attack.steps=2"]
+    record = run_cell(plan_cell("tiny-cnn", "none", "transfer", "synthetic", overrides=overrides), options).record
+    (surrogate_id,) = record["surrogates"]
+    assert surrogate_id != record["train_id"]
+    assert (tmp_path / "checkpoints" / f"{surrogate_id}.pt").exists()
+    again = run_cell(plan_cell("tiny-cnn", "at", "transfer", "synthetic", overrides=overrides), options).record
+    assert again["surrogates"] == [surrogate_id]
