@@ -52,16 +52,42 @@ class State:
     moved: bool = False  # no momentum on the first step (alpha = 1)
 
     @classmethod
-    def start(cls, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, loss: torch.Tensor,
-              grad: torch.Tensor, fooled: torch.Tensor, step: torch.Tensor, norm: Norm, eps: float) -> State:
+    def start(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        start: torch.Tensor,
+        loss: torch.Tensor,
+        grad: torch.Tensor,
+        fooled: torch.Tensor,
+        step: torch.Tensor,
+        norm: Norm,
+        eps: float,
+    ) -> State:
         """The state at x_0 = ``start`` with its loss, gradient and initial step sizes."""
         sink = Sink(x.clone(), torch.full_like(loss, -torch.inf), torch.zeros_like(fooled))
         return cls(
-            x=x, y=y, lo=(x - eps).clamp_min(0), hi=(x + eps).clamp_max(1),
-            rows=torch.arange(len(x), device=x.device), cur=start, prev=start, grad=grad, loss=loss,
-            best=start.clone(), best_grad=grad.clone(), best_loss=loss, step=step,
-            increases=torch.zeros_like(loss), loss_at_check=loss, halved_last=torch.zeros_like(fooled),
-            fooled=fooled, first_fool=start, norm=Norm(norm), eps=eps, sink=sink,
+            x=x,
+            y=y,
+            lo=(x - eps).clamp_min(0),
+            hi=(x + eps).clamp_max(1),
+            rows=torch.arange(len(x), device=x.device),
+            cur=start,
+            prev=start,
+            grad=grad,
+            loss=loss,
+            best=start.clone(),
+            best_grad=grad.clone(),
+            best_loss=loss,
+            step=step,
+            increases=torch.zeros_like(loss),
+            loss_at_check=loss,
+            halved_last=torch.zeros_like(fooled),
+            fooled=fooled,
+            first_fool=start,
+            norm=Norm(norm),
+            eps=eps,
+            sink=sink,
         )
 
     def clip_(self, point: torch.Tensor) -> torch.Tensor:

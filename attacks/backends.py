@@ -144,8 +144,12 @@ def art_classifier(model: nn.Module, x: torch.Tensor, loss: Loss = Loss.CE) -> A
     # ART places the model on torch's current CUDA device: make that x's
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         return PyTorchClassifier(
-            model=net, loss=losses[Loss(loss)](), input_shape=tuple(x.shape[1:]), nb_classes=2,
-            clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu",
+            model=net,
+            loss=losses[Loss(loss)](),
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=2,
+            clip_values=(0.0, 1.0),
+            device_type="gpu" if x.is_cuda else "cpu",
         )
 
 
@@ -175,15 +179,20 @@ TA_NORM = {Norm.LINF: "Linf", Norm.L2: "L2"}
 
 
 def pgd_checks(attack: Any, lib: str) -> list[tuple[bool, str]]:
-    return [(
-        not attack.early_stop,
-        f"early_stop=true: {lib} steps every sample every time (set early_stop=false)",
-    )]
+    return [
+        (
+            not attack.early_stop,
+            f"early_stop=true: {lib} steps every sample every time (set early_stop=false)",
+        )
+    ]
 
 
 def ta_pgd_supports(attack: Any) -> str | None:
     return first_problem(
-        (Loss(attack.loss) is Loss.CE, f"loss={attack.loss!r}: torchattacks' PGD maximises cross-entropy only"),
+        (
+            Loss(attack.loss) is Loss.CE,
+            f"loss={attack.loss!r}: torchattacks' PGD maximises cross-entropy only",
+        ),
         (attack.restarts == 1, f"restarts={attack.restarts}: torchattacks' PGD has no restarts"),
         *pgd_checks(attack, "torchattacks' PGD"),
     )
@@ -194,7 +203,12 @@ def torchattacks_pgd(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Te
     """torchattacks.PGD (L-inf) or PGDL2 (its division guard set to ours, 1e-12)."""
     import torchattacks
 
-    common = {"eps": attack.eps, "alpha": attack.step, "steps": attack.steps, "random_start": attack.random_start}
+    common = {
+        "eps": attack.eps,
+        "alpha": attack.step,
+        "steps": attack.steps,
+        "random_start": attack.random_start,
+    }
     if Norm(attack.norm) is Norm.LINF:
         return torchattacks.PGD(model, **common)(x, y)
     return torchattacks.PGDL2(model, eps_for_division=1e-12, **common)(x, y)
@@ -217,9 +231,14 @@ def art_pgd(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     from art.attacks.evasion import ProjectedGradientDescentPyTorch
 
     art = ProjectedGradientDescentPyTorch(
-        art_classifier(model, x, attack.loss), norm=ART_NORM[Norm(attack.norm)], eps=attack.eps,
-        eps_step=attack.step, max_iter=attack.steps, num_random_init=attack.restarts if attack.random_start else 0,
-        batch_size=len(x), verbose=False,
+        art_classifier(model, x, attack.loss),
+        norm=ART_NORM[Norm(attack.norm)],
+        eps=attack.eps,
+        eps_step=attack.step,
+        max_iter=attack.steps,
+        num_random_init=attack.restarts if attack.random_start else 0,
+        batch_size=len(x),
+        verbose=False,
     )
     return art_generate(art, x, y)
 
@@ -230,7 +249,10 @@ def art_pgd(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 def ta_fgsm_supports(attack: Any) -> str | None:
     return first_problem(
         (Norm(attack.norm) is Norm.LINF, f"norm={attack.norm!r}: torchattacks' FGSM is L-inf only"),
-        (Loss(attack.loss) is Loss.CE, f"loss={attack.loss!r}: torchattacks' FGSM maximises cross-entropy only"),
+        (
+            Loss(attack.loss) is Loss.CE,
+            f"loss={attack.loss!r}: torchattacks' FGSM maximises cross-entropy only",
+        ),
         (
             attack.random_start or attack.step == attack.eps,
             f"step_size={attack.step_size}: torchattacks' FGSM steps by eps (FFGSM, with random_start, takes any)",
@@ -249,10 +271,12 @@ def torchattacks_fgsm(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.T
 
 
 def art_fgsm_supports(attack: Any) -> str | None:
-    return first_problem((
-        attack.step == attack.eps,
-        f"step_size={attack.step:.4g}: ART's FastGradientMethod steps by eps (set step_size=eps)",
-    ))
+    return first_problem(
+        (
+            attack.step == attack.eps,
+            f"step_size={attack.step:.4g}: ART's FastGradientMethod steps by eps (set step_size=eps)",
+        )
+    )
 
 
 @translator("attacks.fgsm.FGSM", Backend.ART, supports=art_fgsm_supports)
@@ -261,8 +285,12 @@ def art_fgsm(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     from art.attacks.evasion import FastGradientMethod
 
     art = FastGradientMethod(
-        art_classifier(model, x, attack.loss), norm=ART_NORM[Norm(attack.norm)], eps=attack.eps,
-        eps_step=attack.eps, num_random_init=int(attack.random_start), batch_size=len(x),
+        art_classifier(model, x, attack.loss),
+        norm=ART_NORM[Norm(attack.norm)],
+        eps=attack.eps,
+        eps_step=attack.eps,
+        num_random_init=int(attack.random_start),
+        batch_size=len(x),
     )
     return art_generate(art, x, y)
 
@@ -296,8 +324,14 @@ def torchattacks_apgd(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.T
     import torchattacks
 
     ta = torchattacks.APGD(
-        model, norm=TA_NORM[Norm(attack.norm)], eps=attack.eps, steps=attack.steps, n_restarts=attack.restarts,
-        loss="ce", rho=attack.rho, seed=ta_seed(),
+        model,
+        norm=TA_NORM[Norm(attack.norm)],
+        eps=attack.eps,
+        steps=attack.steps,
+        n_restarts=attack.restarts,
+        loss="ce",
+        rho=attack.rho,
+        seed=ta_seed(),
     )
     # it reseeds torch's global RNG: fork it so that ours goes on where the seed draw left it
     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
@@ -312,9 +346,15 @@ def art_apgd(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
 
     ce = Loss(attack.loss) is Loss.CE
     art = AutoProjectedGradientDescent(
-        art_classifier(model, x, attack.loss), norm=ART_NORM[Norm(attack.norm)], eps=attack.eps,
-        eps_step=2 * attack.eps, max_iter=attack.steps, nb_random_init=attack.restarts, batch_size=len(x),
-        loss_type="cross_entropy" if ce else None, verbose=False,
+        art_classifier(model, x, attack.loss),
+        norm=ART_NORM[Norm(attack.norm)],
+        eps=attack.eps,
+        eps_step=2 * attack.eps,
+        max_iter=attack.steps,
+        nb_random_init=attack.restarts,
+        batch_size=len(x),
+        loss_type="cross_entropy" if ce else None,
+        verbose=False,
     )
     return art_generate(art, x, y)
 
@@ -339,15 +379,18 @@ def torchattacks_cw(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Ten
     classification gradient (it is not binary-safe, though it does not crash)."""
     import torchattacks
 
-    return torchattacks.CW(model, c=attack.initial_const, kappa=attack.confidence, steps=attack.steps,
-                           lr=attack.lr)(x, y)
+    return torchattacks.CW(
+        model, c=attack.initial_const, kappa=attack.confidence, steps=attack.steps, lr=attack.lr
+    )(x, y)
 
 
 def art_cw_supports(attack: Any) -> str | None:
-    return first_problem((
-        not attack.abort_early,
-        "abort_early=true: ART's CarliniL2Method runs every iteration (set abort_early=false)",
-    ))
+    return first_problem(
+        (
+            not attack.abort_early,
+            "abort_early=true: ART's CarliniL2Method runs every iteration (set abort_early=false)",
+        )
+    )
 
 
 @translator("attacks.cw.CW", Backend.ART, supports=art_cw_supports)
@@ -357,8 +400,13 @@ def art_cw(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> t
     from art.attacks.evasion import CarliniL2Method
 
     art = CarliniL2Method(
-        art_classifier(model, x), confidence=attack.confidence, learning_rate=attack.lr,
-        binary_search_steps=attack.search_steps, max_iter=attack.steps, initial_const=attack.initial_const,
-        batch_size=len(x), verbose=False,
+        art_classifier(model, x),
+        confidence=attack.confidence,
+        learning_rate=attack.lr,
+        binary_search_steps=attack.search_steps,
+        max_iter=attack.steps,
+        initial_const=attack.initial_const,
+        batch_size=len(x),
+        verbose=False,
     )
     return art_generate(art, x, y)

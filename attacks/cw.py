@@ -81,7 +81,7 @@ class Adam:
         return cls(torch.zeros_like(w), torch.zeros_like(w), lr)
 
     def step(self, w: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor | slice) -> None:
-        """w[rows] -= lr * m_hat / (sqrt(v_hat) + eps), in place; every row still descending steps together."""
+        """w[rows] -= lr * m_hat / (sqrt(v_hat) + eps), in place; the rows still descending step together."""
         (b1, b2), self.t = ADAM_BETAS, self.t + 1
         m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
         v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
@@ -104,7 +104,11 @@ class Best:
         return cls(x.clone(), none, torch.full_like(none, float("nan")))
 
     def update(
-        self, rows: torch.Tensor, x_adv: torch.Tensor, l2sq: torch.Tensor, success: torch.Tensor,
+        self,
+        rows: torch.Tensor,
+        x_adv: torch.Tensor,
+        l2sq: torch.Tensor,
+        success: torch.Tensor,
         const: torch.Tensor,
     ) -> None:
         closer = success & (l2sq < self.l2sq[rows])
@@ -194,7 +198,9 @@ class CW(Attack):
         for step in range(self.steps):
             # all rows as a slice while no sample has aborted: no gather / scatter copies of the batch
             rows = slice(None) if len(active) == len(x) else active
-            x_adv, logits, l2sq, objective, grad = self.objective(model, w[rows], x[rows], y[rows], const[rows])
+            x_adv, logits, l2sq, objective, grad = self.objective(
+                model, w[rows], x[rows], y[rows], const[rows]
+            )
             success = fooled(logits, y[rows], self.confidence)
             best.update(active, x_adv, l2sq, success, const[rows])
             succeeded[active[success]] = True

@@ -154,7 +154,7 @@ def _filter_rows(frames: torch.Tensor, weights: list[float], mode: str) -> torch
     padded = F.pad(frames, (half, half, 0, 0), mode=mode)
     out = weights[0] * padded[..., :width]
     for shift, weight in enumerate(weights[1:], start=1):
-        out = out + weight * padded[..., shift:shift + width]
+        out = out + weight * padded[..., shift : shift + width]
     return out
 
 
@@ -169,8 +169,9 @@ def resize_at(x: torch.Tensor, factor: int) -> torch.Tensor:
     as cv2's INTER_LINEAR)."""
     frames = x.reshape(-1, *x.shape[-3:])
     height, width = x.shape[-2:]
-    small = F.interpolate(frames, size=(max(1, height // factor), max(1, width // factor)),
-                          mode="bilinear", align_corners=False)
+    small = F.interpolate(
+        frames, size=(max(1, height // factor), max(1, width // factor)), mode="bilinear", align_corners=False
+    )
     return F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False).view(x.shape)
 
 
@@ -205,7 +206,11 @@ def from_uint8_hwc(pixels: np.ndarray, like: torch.Tensor) -> torch.Tensor:
 
 #: name -> f(x, severity, generator=None); ``attacks.video_codec`` adds nothing here (EOT-PGD joins both)
 DISTORTIONS: dict[str, Callable[..., torch.Tensor]] = {
-    "blur": blur, "color": color, "jpeg": jpeg, "noise": noise, "resize": resize,
+    "blur": blur,
+    "color": color,
+    "jpeg": jpeg,
+    "noise": noise,
+    "resize": resize,
 }
 #: distortions without a useful gradient (8-bit codecs): EOT-PGD passes them straight through (BPDA)
 NON_DIFFERENTIABLE = frozenset({"jpeg"})

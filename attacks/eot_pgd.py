@@ -121,7 +121,9 @@ class EOTPGD(Attack):
         delta = random_start(x, self.norm, self.eps) if self.random_start else torch.zeros_like(x)
         for _ in range(self.steps):
             grad = self.eot_gradient(model, x + delta, y)
-            delta = project(ascent_direction(grad, self.norm).mul_(self.step).add_(delta), self.norm, self.eps)
+            delta = project(
+                ascent_direction(grad, self.norm).mul_(self.step).add_(delta), self.norm, self.eps
+            )
             delta = (x + delta).clamp_(0, 1).sub_(x)
         return (x + delta).clamp(0, 1)
 

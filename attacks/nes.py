@@ -62,14 +62,14 @@ def nes_gradient(
     pairs_per = max(1, min(pairs, MAX_BATCH // 2))
     grad = torch.zeros_like(x)
     for r0 in range(0, len(x), rows_per):
-        xr, yr = x[r0:r0 + rows_per, None], y[r0:r0 + rows_per]
+        xr, yr = x[r0 : r0 + rows_per, None], y[r0 : r0 + rows_per]
         for p0 in range(0, pairs, pairs_per):
             k = min(pairs_per, pairs - p0)
             u = torch.randn(len(xr), k, *x.shape[1:], device=x.device, dtype=x.dtype)
             points = torch.cat([xr + sigma * u, xr - sigma * u], 1).clamp_(0, 1).flatten(0, 1)
             values = attack_loss(score(points), yr.repeat_interleave(2 * k), loss).view(len(xr), 2 * k)
             diff = (values[:, :k] - values[:, k:]).to(x.dtype)
-            grad[r0:r0 + rows_per] += (diff.view(*diff.shape, *[1] * (x.dim() - 1)) * u).sum(1)
+            grad[r0 : r0 + rows_per] += (diff.view(*diff.shape, *[1] * (x.dim() - 1)) * u).sum(1)
     return grad / (samples * sigma)
 
 

@@ -127,6 +127,8 @@ class PGD(Attack):
 def check_budget(eps: float, norm: Norm) -> None:
     """L-inf budgets live in (0, 1] (pixel space); L2 budgets must be > 0."""
     if Norm(norm) is Norm.LINF and not 0 < eps <= 1:
-        raise ValueError(f"eps={eps:.4g} is outside (0, 1] for an L-inf budget in [0,1] pixel space (try 8/255)")
+        raise ValueError(
+            f"eps={eps:.4g} is outside (0, 1] for an L-inf budget in [0,1] pixel space (try 8/255)"
+        )
     if Norm(norm) is Norm.L2 and not eps > 0:
         raise ValueError(f"eps={eps:.4g} must be > 0 for an L2 budget (try 0.5)")

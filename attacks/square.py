@@ -135,7 +135,7 @@ def meta_bump(s: int, n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def place(patch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Write a [n, c, s, s] patch into the s x s window of each sample's [n, 1, h, w] mask (zeros elsewhere)."""
+    """Write a [n, c, s, s] patch into each sample's s x s window of a [n, 1, h, w] mask (zeros elsewhere)."""
     full = torch.zeros(*patch.shape[:2], *mask.shape[2:], device=patch.device, dtype=patch.dtype)
     return full.masked_scatter_(mask.bool().expand_as(full), patch)
 
@@ -185,7 +185,7 @@ def l2_init(x: torch.Tensor, eps: float) -> torch.Tensor:
     for top in range(top0, top0 + s * (h // s), s):
         for left in range(left0, left0 + s * (w // s), s):
             bump = meta_bump(s, n, like=x) * random_signs(n, c, 1, 1, like=x)
-            delta[:, :, top:top + s, left:left + s] += bump
+            delta[:, :, top : top + s, left : left + s] += bump
     return (x + eps * delta / image_norm(delta).clamp_min(1e-12)).clamp(0, 1)
 
 
@@ -217,7 +217,7 @@ STEPS: dict[Norm, tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]
 @ATTACKS.register("square")
 @dataclass(frozen=True)
 class Square(Attack):
-    """Square Attack (Andriushchenko et al. 2020): score-based random search over square windows; L-inf / L2."""
+    """Square Attack (Andriushchenko et al. 2020): score-based random search over windows; L-inf / L2."""
 
     requires_grad: ClassVar[bool] = False
 
@@ -302,13 +302,15 @@ class Square(Attack):
 
 
 def ta_square_supports(attack: Square) -> str | None:
-    return first_problem((
-        attack.queries >= 1 + 2 * attack.restarts,
+    return first_problem(
         (
-            f"queries={attack.queries}: torchattacks' Square spends at least 1 + 2 * restarts forwards per "
-            "sample (a clean check, then a start and a final check per restart)"
-        ),
-    ))
+            attack.queries >= 1 + 2 * attack.restarts,
+            (
+                f"queries={attack.queries}: torchattacks' Square spends at least 1 + 2 * restarts forwards per "
+                "sample (a clean check, then a start and a final check per restart)"
+            ),
+        )
+    )
 
 
 @translator(Square, Backend.TORCHATTACKS, supports=ta_square_supports)
@@ -319,9 +321,14 @@ def torchattacks_square(attack: Square, model: nn.Module, x: torch.Tensor, y: to
     import torchattacks
 
     ta = torchattacks.Square(
-        model, norm=TA_NORM[Norm(attack.norm)], eps=attack.eps,
-        n_queries=(attack.queries - 1) // attack.restarts - 2, n_restarts=attack.restarts,
-        p_init=attack.p_init, loss=Loss(attack.loss).value, seed=ta_seed(),
+        model,
+        norm=TA_NORM[Norm(attack.norm)],
+        eps=attack.eps,
+        n_queries=(attack.queries - 1) // attack.restarts - 2,
+        n_restarts=attack.restarts,
+        p_init=attack.p_init,
+        loss=Loss(attack.loss).value,
+        seed=ta_seed(),
     )
     ta.set_device(x.device)
     # it reseeds torch's global RNG: fork it so that ours goes on where the seed draw left it; no_grad because
@@ -331,10 +338,12 @@ def torchattacks_square(attack: Square, model: nn.Module, x: torch.Tensor, y: to
 
 
 def art_square_supports(attack: Square) -> str | None:
-    return first_problem((
-        attack.queries >= 3 * attack.restarts,
-        f"queries={attack.queries}: ART's SquareAttack spends at least 3 forwards per sample and restart",
-    ))
+    return first_problem(
+        (
+            attack.queries >= 3 * attack.restarts,
+            f"queries={attack.queries}: ART's SquareAttack spends at least 3 forwards per sample and restart",
+        )
+    )
 
 
 @translator(Square, Backend.ART, supports=art_square_supports)
@@ -354,9 +363,15 @@ def art_square(attack: Square, model: nn.Module, x: torch.Tensor, y: torch.Tenso
             return -attack_loss(logits, torch.from_numpy(onehot.argmax(1)), Loss.CE).numpy()
 
     art = SquareAttack(
-        clf, norm=ART_NORM[Norm(attack.norm)], loss=neg_ce, eps=attack.eps,
-        max_iter=(attack.queries // attack.restarts - 3) // 3, p_init=attack.p_init,
-        nb_restarts=attack.restarts, batch_size=len(x), verbose=False,
+        clf,
+        norm=ART_NORM[Norm(attack.norm)],
+        loss=neg_ce,
+        eps=attack.eps,
+        max_iter=(attack.queries // attack.restarts - 3) // 3,
+        p_init=attack.p_init,
+        nb_restarts=attack.restarts,
+        batch_size=len(x),
+        verbose=False,
     )
     state = random.getstate()
     random.seed(int(torch.randint(2**31, ())))

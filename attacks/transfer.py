@@ -5,8 +5,9 @@ deepfake detectors: Hussain et al., WACV 2021, https://arxiv.org/abs/2002.12749)
 The surrogate is itself a component spec: a registered detector and defense, trained with the cell's
 training settings on ``surrogate_data`` (a registered data set with its defaults; None: the cell's training
 data) with seed ``surrogate_seed`` (None: the cell's seed + 1, so the same architecture is an independently
-trained model), or loaded from the checkpoint cache when that training spec has run before. The runner supplies it through ``Attack.prepare``; the target's gradients are never used, so the
-target may be non-differentiable. With the target's own detector, defense and seed as surrogate, the
+trained model), or loaded from the checkpoint cache when that training spec has run before. The runner
+supplies it through ``Attack.prepare``; the target's gradients are never used, so the target may be
+non-differentiable. With the target's own detector, defense and seed as surrogate, the
 surrogate *is* the target (same training id, same checkpoint) and the result equals the white-box attack.
 
 The inner attack is any registered gradient attack (``inner``: pgd, apgd, fgsm, cw, eot-pgd, ...); the
@@ -46,7 +47,7 @@ SHARED = ("eps", "steps", "step_size", "norm", "loss", "early_stop")
 @ATTACKS.register("transfer")
 @dataclass(frozen=True)
 class Transfer(Attack):
-    """Transfer attack: a gradient attack crafted on a surrogate (detector + defense) and replayed on the target."""
+    """Transfer attack: a gradient attack on a surrogate (detector + defense), replayed on the target."""
 
     requires_grad: ClassVar[bool] = False
 
@@ -74,7 +75,9 @@ class Transfer(Attack):
             gradient = [n for n in ATTACKS.names() if n != "transfer" and ATTACKS.get(n).requires_grad]
             raise ValueError(f"inner={self.inner!r} must be a gradient attack: one of {', '.join(gradient)}")
         if not ATTACKS.get(self.inner).requires_grad:
-            raise ValueError(f"inner={self.inner!r} needs no gradients, so it does not transfer; use it directly")
+            raise ValueError(
+                f"inner={self.inner!r} needs no gradients, so it does not transfer; use it directly"
+            )
         self.inner_attack()  # the inner attack validates the shared values now, not at the first batch
         _check_registered(self.surrogate_detector, self.surrogate_defense, self.surrogate_data)
 
@@ -88,7 +91,9 @@ class Transfer(Attack):
 
     def prepare(self, context: AttackContext) -> Attack:
         seed = context.seed + 1 if self.surrogate_seed is None else self.surrogate_seed
-        surrogate = context.surrogate(self.surrogate_detector, self.surrogate_defense, seed, self.surrogate_data)
+        surrogate = context.surrogate(
+            self.surrogate_detector, self.surrogate_defense, seed, self.surrogate_data
+        )
         return BoundTransfer(self.inner_attack(), surrogate, self.direction)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -51,8 +51,9 @@ def require_av() -> ModuleType:
     try:
         import av
     except ImportError as err:
-        raise ConfigError(f"video-codec needs PyAV (FFmpeg bindings), which is not installed ({err}); "
-                          "pip install av") from err
+        raise ConfigError(
+            f"video-codec needs PyAV (FFmpeg bindings), which is not installed ({err}); pip install av"
+        ) from err
     return av
 
 

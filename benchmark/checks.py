@@ -188,7 +188,11 @@ def black_box_check(
             extra = (1 - robust_accuracy(model, square, x[robust], y[robust])) * len(robust) / len(x)
         return flag(
             extra > tol,
-            {"white_box_robust_acc": ours, "black_box_extra_breaks": extra, "combined_robust_acc": ours - extra},
+            {
+                "white_box_robust_acc": ours,
+                "black_box_extra_breaks": extra,
+                "combined_robust_acc": ours - extra,
+            },
             f"fraction of the probe Square ({settings.queries} queries) breaks among the samples the cell's "
             "attack left robust, at the same budget",
         )

@@ -73,7 +73,7 @@ def measure(methods: dict[str, Callable], model, x, y, repeats: int) -> None:
     accs: dict[str, list[float]] = {name: [] for name in methods}
     names = list(methods)
     for rep in range(repeats):
-        for name in names[rep % len(names):] + names[: rep % len(names)]:
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
             torch.manual_seed(rep)
             if x.is_cuda:
                 torch.cuda.synchronize()
@@ -113,9 +113,11 @@ def main() -> None:
     model, bundle = trained_model(spec.training, options)
     batch = bundle.test.batch(torch.arange(min(args.batch, len(bundle.test)))).to(model.threshold.device)
     x, y = batch.x, batch.y
-    print(f"{args.detector} + {args.defense} on synthetic; {len(x)} test images {tuple(x.shape[1:])} on "
-          f"{args.device}, {torch.get_num_threads()} threads; clean accuracy {accuracy(model, x, y):.4f}; "
-          f"{args.repeats} interleaved repetitions")
+    print(
+        f"{args.detector} + {args.defense} on synthetic; {len(x)} test images {tuple(x.shape[1:])} on "
+        f"{args.device}, {torch.get_num_threads()} threads; clean accuracy {accuracy(model, x, y):.4f}; "
+        f"{args.repeats} interleaved repetitions"
+    )
     if args.only in (None, "pgd"):
         print("\nPGD / APGD (early stopping off), ratios to the bare loop (as bench_attacks.py)")
         skip = {"art"} if args.skip_art else set()
@@ -127,8 +129,10 @@ def main() -> None:
         print(f"\nC&W L2: {args.cw_steps} Adam steps x {args.cw_search} binary-search steps")
         measure(cw_methods(model, args), model, x, y, args.repeats)
     if args.only in (None, "ensemble"):
-        print(f"\nbinary AutoAttack at L-inf 8/255: APGD-CE, APGD-margin ({args.apgd_steps} steps), Square "
-              f"({args.queries} queries)")
+        print(
+            f"\nbinary AutoAttack at L-inf 8/255: APGD-CE, APGD-margin ({args.apgd_steps} steps), Square "
+            f"({args.queries} queries)"
+        )
         measure(ensemble_methods(model, args), model, x, y, args.repeats)
 
 
