@@ -138,6 +138,58 @@ def run(
     out.print(f"record: {Path(results_dir) / 'records' / (outcome.record['cell_id'] + '.json')}")
 
 
+@app.command()
+@user_errors
+def sweep(
+    suite: Annotated[Path, typer.Argument(help="a suite file, e.g. suites/smoke.toml")],
+    dry_run: Annotated[bool, typer.Option(help="list cached and to-run cells; run nothing")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="evaluation batch size (does not change results)")] = 256,
+    results_dir: Annotated[Path, typer.Option(help="where records and checkpoints are stored")] = Path(
+        "results"
+    ),
+    checks: Annotated[bool, typer.Option(help="run the gradient-masking probes in every cell")] = True,
+) -> None:
+    """Run every cell of a suite file (finished cells are skipped; a failing cell is recorded, the rest run)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from benchmark.runner import RunOptions
+    from benchmark.sweep import describe, load_suite, plan_status, run_sweep
+
+    logging.basicConfig(level=logging.WARNING)
+    plan = load_suite(suite)  # every cell validated before anything runs
+    cached, todo = plan_status(plan, results_dir)
+    if dry_run:
+        table = Table(title=f"{plan.name}: {len(plan.cells)} cells, {len(cached)} cached, {len(todo)} to run")
+        table.add_column("cell")
+        table.add_column("status")
+        table.add_column("what")
+        for cell in plan.cells:
+            table.add_row(cell.cell_id, "cached" if cell in cached else "to run", describe(cell))
+        out.print(table)
+        return
+    options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, checks=checks)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(plan.name, total=len(plan.cells))
+
+        def on_cell(cell: Any, status: str, progress: Any) -> None:
+            if status == "running":
+                bar.update(task, description=f"{plan.name}: {describe(cell)}")
+                return
+            bar.advance(task)
+            if status == "failed":
+                bar.console.log(f"[red]failed[/] {describe(cell)} (the error is in its record)")
+
+        outcome = run_sweep(plan, options, on_cell)
+    out.print(
+        f"{plan.name}: {len(outcome.done)} run, {len(outcome.cached)} cached, {len(outcome.failed)} failed "
+        f"in {outcome.seconds:.0f} s; records in {Path(results_dir) / 'records'}"
+    )
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
 def result_table(record: dict[str, Any], cached: bool) -> Table:
     """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
     spec, metrics = record["spec"], record["metrics"]

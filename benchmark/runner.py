@@ -239,7 +239,8 @@ def _related(store: RecordStore, spec: CellSpec) -> list[dict[str, Any]]:
     return [
         r
         for r in store
-        if r.get("train_id") == spec.training.train_id
+        if r.get("status") == STATUS_OK
+        and r.get("train_id") == spec.training.train_id
         and r["spec"]["eval_data"] == eval_json
         and r["cell_id"] != spec.cell_id
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 STATUS_OK = "ok"
+STATUS_FAILED = "failed"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -66,6 +68,21 @@ class RecordStore:
         atomic_write_bytes(self.record_path(cell_id), text.encode())
         return self.record_path(cell_id)
 
+    def write_failure(self, cell_id: str, train_id: str, spec: dict[str, Any], error: dict[str, str]) -> Path:
+        """A cell that raised: its spec and error, status ``failed`` (no table); a rerun retries it."""
+        record = {
+            "cell_id": cell_id,
+            "train_id": train_id,
+            "status": STATUS_FAILED,
+            "spec": spec,
+            "error": error,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_bytes(
+            self.record_path(cell_id), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+        )
+        return self.record_path(cell_id)
+
     def read(self, cell_id: str) -> dict[str, Any] | None:
         path = self.record_path(cell_id)
         if not path.exists():
@@ -81,5 +98,6 @@ class RecordStore:
         return record if record and record.get("status") == STATUS_OK else None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every record, failed ones included (filter on ``status``)."""
         for path in sorted(self.records.glob("*.json")):
             yield json.loads(path.read_text())

@@ -1,0 +1,213 @@
+"""Sweeps: a TOML suite file crossed into cells, every cell planned (validated) before any runs.
+
+A suite (``suites/<name>.toml``; read with ``tomllib``, never executed)::
+
+    [sweep]
+    detectors = ["tiny-cnn"]
+    defenses  = ["none", "at", "afsl"]
+    attacks   = ["pgd", "apgd"]
+    data      = ["synthetic"]                  # training sets
+    eval      = ["synthetic", "synthetic-hq"]  # evaluation sets (default: each training set itself)
+    eps       = ["4/255", "8/255"]             # optional: attack.eps, for the attacks that have one
+    seeds     = [0, 1, 2]
+
+    [set]                                      # every cell, as --set KIND.KEY=VALUE
+    "train.epochs" = 4
+
+    [attack.square]                            # only the cells of that component
+    queries = 500
+
+Cells are content-addressed (``cell_id``), so a rerun skips finished cells and cells sharing a trained
+model train it once (the checkpoint cache). A cell that fails is recorded with its error (status
+``failed``) and the sweep goes on; a rerun retries it. Ctrl-C stops the sweep; finished cells stay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+import tomllib
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import ConfigError
+from benchmark.registry import did_you_mean
+from benchmark.runner import KINDS, RunOptions, plan_cell, run_cell
+from benchmark.spec import CellSpec
+from results.store import RecordStore
+
+#: the [sweep] keys: the lists crossed into cells
+AXES = ("detectors", "defenses", "attacks", "data", "eval", "eps", "seeds")
+REQUIRED = ("detectors", "defenses", "attacks", "data")
+SECTIONS = ("sweep", "set", *KINDS)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed suite: its name, source path and the planned cells (in run order)."""
+
+    name: str
+    path: Path
+    cells: list[CellSpec]
+
+
+@dataclass
+class SweepOutcome:
+    done: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def load_suite(path: Path | str) -> Suite:
+    """Parse and plan every cell of a suite; any error names the file, its line and the valid choices."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"suite file '{path}' does not exist (suites live in suites/<name>.toml)")
+    text = path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    try:
+        cells = plan_suite(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}{_where(text, str(err))}: {err}") from None
+    return Suite(path.stem, path, cells)
+
+
+def plan_suite(raw: dict[str, Any]) -> list[CellSpec]:
+    for section in raw:
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}].{did_you_mean(section, list(SECTIONS))} "
+                f"Valid: {', '.join(SECTIONS)}"
+            )
+    axes = raw.get("sweep")
+    if not isinstance(axes, dict):
+        raise ConfigError("a suite needs a [sweep] table with at least " + ", ".join(REQUIRED))
+    for key, values in axes.items():
+        if key not in AXES:
+            raise ConfigError(
+                f"unknown [sweep] key '{key}'.{did_you_mean(key, list(AXES))} Valid: {', '.join(AXES)}"
+            )
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"[sweep] {key} must be a non-empty list, got {values!r}")
+    missing = [key for key in REQUIRED if key not in axes]
+    if missing:
+        raise ConfigError(f"[sweep] is missing {', '.join(missing)}")
+    common = [f"{key}={_text(value)}" for key, value in raw.get("set", {}).items()]
+    cells, seen = [], set()
+    for detector, defense, attack, data, eval_data, eps, seed in itertools.product(
+        axes["detectors"],
+        axes["defenses"],
+        axes["attacks"],
+        axes["data"],
+        axes.get("eval", [None]),
+        axes.get("eps", [None]),
+        axes.get("seeds", [0]),
+    ):
+        names = {
+            "detector": detector,
+            "defense": defense,
+            "attack": attack,
+            "data": data,
+            "eval": eval_data or data,
+        }
+        overrides = common + [
+            f"{kind}.{key}={_text(value)}"
+            for kind, name in names.items()
+            for key, value in _component_table(raw, kind, name).items()
+        ]
+        if eps is not None and _has_eps(attack):
+            overrides.append(f"attack.eps={_text(eps)}")
+        spec = plan_cell(detector, defense, attack, data, eval_data, overrides, int(seed))
+        if spec.cell_id not in seen:  # an eps-free attack (a distortion) crossed with eps lists once
+            seen.add(spec.cell_id)
+            cells.append(spec)
+    # cells of one trained model run together: its checkpoint is trained once and stays warm
+    return sorted(cells, key=lambda c: c.training.train_id)
+
+
+def _component_table(raw: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    table = raw.get(kind, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{kind}] must hold tables like [{kind}.<name>], got {table!r}")
+    entry = table.get(name, {})
+    if not isinstance(entry, dict):
+        raise ConfigError(f"[{kind}.{name}] must be a table of parameters, got {entry!r}")
+    return entry
+
+
+def _has_eps(attack: str) -> bool:
+    from attacks import ATTACKS
+
+    return "eps" in ATTACKS.params_of(attack)
+
+
+def _text(value: Any) -> str:
+    """A TOML value as --set text: lists join with commas, booleans are lower case."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
+def _where(text: str, message: str) -> str:
+    """', line N' where the offending name of the message first appears in the suite text, else ''. The
+    names quoted before any suggestion, most specific (last) first: "attack 'apgd' has no parameter 'stepz'"
+    points at ``stepz``, not at ``apgd``."""
+    head = re.split(r"Did you mean|Valid", message)[0]
+    for token in reversed(re.findall(r"'([^']+)'", head)):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if re.search(rf"(?<![\w-]){re.escape(token)}(?![\w-])", line):
+                return f", line {number}"
+    return ""
+
+
+def plan_status(suite: Suite, results_dir: Path | str) -> tuple[list[CellSpec], list[CellSpec]]:
+    """(cached, to run): what ``--dry-run`` prints."""
+    store = RecordStore(results_dir)
+    cached = [c for c in suite.cells if store.finished(c.cell_id)]
+    return cached, [c for c in suite.cells if not store.finished(c.cell_id)]
+
+
+def run_sweep(
+    suite: Suite,
+    options: RunOptions,
+    on_cell: Callable[[CellSpec, str, SweepOutcome], None] = lambda cell, status, outcome: None,
+) -> SweepOutcome:
+    """Run every cell not yet finished; a failing cell is recorded with its error and the sweep goes on."""
+    outcome, store, start = SweepOutcome(), RecordStore(options.results_dir), time.perf_counter()
+    for cell in suite.cells:
+        on_cell(cell, "running", outcome)
+        try:
+            result = run_cell(cell, options)
+        except Exception as err:  # noqa: BLE001  a cell's failure is data: recorded, the sweep goes on
+            store.write_failure(cell.cell_id, cell.training.train_id, cell.to_json(), _error(err))
+            outcome.failed.append(cell.cell_id)
+            on_cell(cell, "failed", outcome)
+            continue
+        (outcome.cached if result.cached else outcome.done).append(cell.cell_id)
+        on_cell(cell, "cached" if result.cached else "done", outcome)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _error(err: Exception) -> dict[str, str]:
+    return {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=20)}
+
+
+def describe(cell: CellSpec) -> str:
+    spec = cell.to_json()
+    eps = spec["attack"]["params"].get("eps")
+    budget = f" eps {eps * 255:.3g}/255" if isinstance(eps, float) else ""
+    return (
+        f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']}{budget}, "
+        f"{spec['train_data']['name']} -> {spec['eval_data']['name']}, seed {spec['seed']}"
+    )

@@ -1,0 +1,129 @@
+"""Sweeps: a suite file is validated whole before anything runs (errors name the line and the valid
+choices); cells run once, reruns skip them, a failing cell is recorded and the others still run."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.errors import ConfigError
+from benchmark.runner import RunOptions
+from benchmark.sweep import load_suite, plan_status, run_sweep
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = """
+[set]
+"data.n_identities" = 20
+"data.images_per_identity" = 6
+"data.resolution" = 32
+"train.epochs" = 1
+"""
+
+
+def suite_file(tmp_path: Path, body: str, extra: str = SMALL) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(textwrap.dedent(body) + extra)
+    return path
+
+
+GOOD = """
+[sweep]
+detectors = ["tiny-cnn"]
+defenses = ["none", "at"]
+attacks = ["pgd", "jpeg"]
+data = ["synthetic"]
+eps = ["4/255", "8/255"]
+"""
+
+
+def test_suite_crosses_its_lists_and_runs_a_distortion_once_per_eps_list(tmp_path):
+    suite = load_suite(suite_file(tmp_path, GOOD))
+    # 2 defenses x (pgd at 2 budgets + jpeg once): eps does not apply to a distortion
+    assert len(suite.cells) == 6
+    assert len({c.cell_id for c in suite.cells}) == 6
+    assert len({c.training.train_id for c in suite.cells}) == 2
+
+
+@pytest.mark.parametrize("body, words", [
+    ("""
+     [sweep]
+     detectors = ["tiny-cnn"]
+     defenses = ["none", "afls"]
+     attacks = ["pgd"]
+     data = ["synthetic"]
+     """, ["line 4", "Did you mean 'afsl'?", "Valid defenses"]),
+    ("""
+     [sweep]
+     detectors = ["tiny-cnn"]
+     defenses = ["none"]
+     attacks = ["apgd"]
+     data = ["synthetic"]
+
+     [attack.apgd]
+     stepz = 20
+     """, ["line 9", "no parameter 'stepz'", "Did you mean 'steps'?"]),
+    ("""
+     [sweep]
+     detector = ["tiny-cnn"]
+     """, ["line 3", "unknown [sweep] key 'detector'", "Did you mean 'detectors'?"]),
+    ("""
+     [sweeps]
+     detectors = ["tiny-cnn"]
+     """, ["unknown section [sweeps]", "Did you mean 'sweep'?"]),
+    ("""
+     [sweep]
+     detectors = ["tiny-cnn"]
+     """, ["missing defenses, attacks, data"]),
+    ("""
+     [sweep
+     """, ["not valid TOML"]),
+])
+def test_a_bad_suite_fails_before_anything_runs_naming_the_line(body, words, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_suite(suite_file(tmp_path, body))
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
+def test_sweep_runs_once_skips_finished_cells_and_records_a_failing_cell(tmp_path):
+    body = """
+    [sweep]
+    detectors = ["tiny-cnn"]
+    defenses = ["none"]
+    attacks = ["pgd", "fgsm"]
+    data = ["synthetic"]
+    eval = ["synthetic", "folder"]
+
+    [eval.folder]
+    root = "/no/such/folder"
+    """
+    suite = load_suite(suite_file(tmp_path, body))
+    options = RunOptions(results_dir=tmp_path / "results", device="cpu", checks=False)
+    first = run_sweep(suite, options)
+    assert (len(first.done), len(first.cached), len(first.failed)) == (2, 0, 2)
+    failed = json.loads((tmp_path / "results" / "records" / f"{first.failed[0]}.json").read_text())
+    assert failed["status"] == "failed" and "is not a folder" in failed["error"]["message"]
+    assert len(list((tmp_path / "results" / "checkpoints").glob("*.pt"))) == 1, "one model, trained once"
+
+    cached, todo = plan_status(suite, tmp_path / "results")
+    assert {c.cell_id for c in cached} == set(first.done) and {c.cell_id for c in todo} == set(first.failed)
+    again = run_sweep(suite, options)
+    assert sorted(again.cached) == sorted(first.done) and sorted(again.failed) == sorted(first.failed)
+    assert not again.done
+
+
+def test_cli_sweep_dry_run_and_exit_code(tmp_path):
+    path = suite_file(tmp_path, GOOD)
+    results = tmp_path / "results"
+    dry = CliRunner().invoke(app, ["sweep", str(path), "--dry-run", "--results-dir", str(results)])
+    assert dry.exit_code == 0, dry.output
+    assert "6 cells, 0 cached, 6 to run" in dry.output
+    assert not results.exists(), "a dry run writes nothing"
+    bad = CliRunner().invoke(app, ["sweep", str(tmp_path / "nope.toml")])
+    assert bad.exit_code == 2 and "does not exist" in " ".join(bad.output.split())
