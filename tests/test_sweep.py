@@ -127,3 +127,56 @@ def test_cli_sweep_dry_run_and_exit_code(tmp_path):
     assert not results.exists(), "a dry run writes nothing"
     bad = CliRunner().invoke(app, ["sweep", str(tmp_path / "nope.toml")])
     assert bad.exit_code == 2 and "does not exist" in " ".join(bad.output.split())
+
+
+KILL_SUITE = """
+[sweep]
+detectors = ["tiny-cnn"]
+defenses = ["none", "at", "trades"]
+attacks = ["pgd", "fgsm", "apgd"]
+data = ["synthetic"]
+
+[set]
+"data.n_identities" = 30
+"data.images_per_identity" = 6
+"data.resolution" = 32
+"train.epochs" = 2
+"""
+
+
+def test_a_sweep_killed_midway_loses_nothing_and_the_rerun_retrains_nothing(tmp_path):
+    """SIGKILL (no cleanup runs) after a few cells; the rerun finishes the rest from the caches."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "kill.toml"
+    path.write_text(KILL_SUITE)
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "benchmark.cli", "sweep", str(path), "--results-dir", str(results)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    records = results / "records"
+    deadline = time.monotonic() + 300
+    while len(list(records.glob("*.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_at_kill = {p.name for p in records.glob("*.json")}
+    assert 2 <= len(finished_at_kill) < 9, "the kill must land midway"
+    checkpoints = {  # finished models (a partial one, of an interrupted training, is resumed instead)
+        p.name: p.stat().st_mtime_ns
+        for p in (results / "checkpoints").glob("*.pt")
+        if not p.name.endswith(".partial.pt")
+    }
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{9 - len(finished_at_kill)} run, {len(finished_at_kill)} cached, 0 failed" in rerun.stdout
+    loaded = [json.loads(p.read_text()) for p in records.glob("*.json")]
+    assert len(loaded) == 9 and all(r["status"] == "ok" for r in loaded)
+    for name, mtime in checkpoints.items():  # a finished model is loaded, never trained again
+        assert (results / "checkpoints" / name).stat().st_mtime_ns == mtime, name
+    assert len(list((results / "checkpoints").glob("*.pt"))) == 3
