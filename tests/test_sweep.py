@@ -172,7 +172,7 @@ def test_a_sweep_killed_midway_loses_nothing_and_the_rerun_retrains_nothing(tmp_
         if not p.name.endswith(".partial.pt")
     }
 
-    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{9 - len(finished_at_kill)} run, {len(finished_at_kill)} cached, 0 failed" in rerun.stdout
     loaded = [json.loads(p.read_text()) for p in records.glob("*.json")]
