@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -188,6 +189,43 @@ def sweep(
     )
     if outcome.failed:
         raise typer.Exit(1)
+
+
+class TableFormat(StrEnum):
+    RICH = "rich"
+    CSV = "csv"
+    MARKDOWN = "markdown"
+
+
+@app.command()
+@user_errors
+def table(
+    metric: Annotated[str, typer.Option(help="a record metric, e.g. robust_acc, clean_acc, robust_auc")] = (
+        "robust_acc"
+    ),
+    rows: Annotated[str, typer.Option(help="dimension down the table")] = "defense",
+    columns: Annotated[str, typer.Option(help="dimension across the table")] = "attack",
+    fmt: Annotated[TableFormat, typer.Option("--format", help="rich, csv or markdown")] = TableFormat.RICH,
+    results_dir: Annotated[Path, typer.Option(help="the record store to read")] = Path("results"),
+) -> None:
+    """Pivot tables of a metric from the stored records (mean ± std over seeds, in %); nothing is re-run."""
+    from benchmark.tables import load, pivot, to_markdown
+
+    for where, frame in pivot(load(results_dir), metric, rows, columns):
+        title = f"{metric} (%): " + ", ".join(f"{k} {v}" for k, v in where.items())
+        if fmt is TableFormat.CSV:
+            out.print(f"# {title}", markup=False, highlight=False)
+            sys.stdout.write(frame.to_csv())
+        elif fmt is TableFormat.MARKDOWN:
+            out.print(f"**{title}**\n\n{to_markdown(frame)}\n", markup=False, highlight=False, soft_wrap=True)
+        else:
+            shown = Table(title=title)
+            shown.add_column(rows)
+            for column in frame.columns:
+                shown.add_column(str(column), justify="right")
+            for index, values in zip(frame.index, frame.values, strict=True):
+                shown.add_row(str(index), *map(str, values))
+            out.print(shown)
 
 
 def result_table(record: dict[str, Any], cached: bool) -> Table:

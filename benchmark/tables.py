@@ -1,0 +1,151 @@
+"""Tables from the record store: one tidy row per finished cell, pivoted (defense x attack per detector and
+data sets by default), mean over seeds with the spread and the count.
+
+Everything is computed from the stored records; nothing is re-run. ``afsl-bench table`` prints these as a
+rich table, CSV or Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.errors import ConfigError
+from benchmark.registry import did_you_mean
+from benchmark.spec import to_jsonable
+from results.store import STATUS_OK, RecordStore
+
+#: the tidy columns a table can be pivoted on
+DIMENSIONS = ("detector", "defense", "attack", "train_data", "eval_data", "seed")
+
+
+def eps_label(eps: Any, norm: str) -> str:
+    """8/255 for L-inf budgets that are multiples of 1/255 (the field's convention), else the number."""
+    if not isinstance(eps, float):
+        return ""
+    if norm == "linf":
+        k = Fraction(eps * 255).limit_denominator(8)
+        if abs(float(k) - eps * 255) < 1e-6:
+            return f"{float(k):g}/255"
+    return f"{eps:.3g}"
+
+
+#: parameters a label never shows: the budget has its own notation, AFSL's cosine head follows the defense
+HIDDEN = {"attack": {"eps", "norm", "severity"}, "detector": {"head"}}
+
+
+def changed(registry: Any, component: dict[str, Any], hidden: set[str] = frozenset()) -> str:
+    """' (k=v, ...)' for the parameters that differ from the registered defaults, else ''."""
+    if component["name"] not in registry:
+        return ""
+    defaults = registry.params_of(component["name"])
+    diff = [
+        f"{k}={_show(v)}"
+        for k, v in sorted(component["params"].items())
+        if k not in hidden and k in defaults and to_jsonable(defaults[k].default) != v
+    ]
+    return f" ({', '.join(diff)})" if diff else ""
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def attack_label(spec: dict[str, Any]) -> str:
+    from attacks import ATTACKS
+
+    params = spec["attack"]["params"]
+    name = spec["attack"]["name"]
+    budget = eps_label(params.get("eps"), str(params.get("norm", "linf")))
+    if budget and params.get("norm", "linf") != "linf":
+        budget += f" {params['norm']}"
+    if not budget and "severity" in params:
+        budget = f"s{params['severity']}"
+    extra = changed(ATTACKS, spec["attack"], HIDDEN["attack"])
+    return f"{name} {budget}{extra}".strip() if budget else f"{name}{extra}"
+
+
+def labels(spec: dict[str, Any]) -> dict[str, str]:
+    """The table dimensions of one record, each with the parameters that differ from the defaults."""
+    from benchmark.data import DATASETS
+    from defenses import DEFENSES
+    from detectors import DETECTORS
+
+    return {
+        "detector": spec["detector"]["name"] + changed(DETECTORS, spec["detector"], HIDDEN["detector"]),
+        "defense": spec["defense"]["name"] + changed(DEFENSES, spec["defense"]),
+        "attack": attack_label(spec),
+        "train_data": spec["train_data"]["name"] + changed(DATASETS, spec["train_data"]),
+        "eval_data": spec["eval_data"]["name"] + changed(DATASETS, spec["eval_data"]),
+    }
+
+
+def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished (ok) record: its dimensions, every metric, and the cell id."""
+    rows = []
+    for r in records:
+        if r.get("status") != STATUS_OK:
+            continue
+        spec = r["spec"]
+        rows.append(
+            {
+                **labels(spec),
+                "seed": spec["seed"],
+                "train": json.dumps(spec["train"]["params"], sort_keys=True),
+                **r["metrics"],
+                "cell_id": r["cell_id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load(results_dir: Path | str) -> pd.DataFrame:
+    frame = tidy(RecordStore(results_dir))
+    if frame.empty:
+        raise ConfigError(f"no finished records under {Path(results_dir) / 'records'}: run a cell or a sweep first")
+    return frame
+
+
+def pivot(
+    frame: pd.DataFrame, metric: str = "robust_acc", rows: str = "defense", columns: str = "attack"
+) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """One table per combination of the other dimensions (seed aside): ({dimension: value}, rows x columns
+    of 'mean ± std (n=seeds)' in %)."""
+    metrics = [c for c in frame.columns if c not in (*DIMENSIONS, "train", "cell_id")]
+    if metric not in metrics:
+        raise ConfigError(f"unknown metric '{metric}'.{did_you_mean(metric, metrics)} Valid: {', '.join(metrics)}")
+    for name, value in (("rows", rows), ("columns", columns)):
+        if value not in DIMENSIONS or value == "seed":
+            valid = [d for d in DIMENSIONS if d != "seed"]
+            raise ConfigError(f"--{name} {value}: choose one of {', '.join(valid)}")
+    groups = [d for d in DIMENSIONS if d not in (rows, columns, "seed")]
+    clash = frame[frame.duplicated([*groups, rows, columns, "seed"], keep=False)]
+    if len(clash):
+        raise ConfigError(
+            "records that differ only in their training settings would be averaged together "
+            f"(cells {', '.join(clash['cell_id'][:4])}); keep such runs in separate --results-dir folders"
+        )
+    tables = []
+    for key, part in frame.groupby(groups, sort=True):
+        stats = part.groupby([rows, columns])[metric].agg(["mean", "std", "count"])
+        cells = stats.apply(lambda s: _cell(s["mean"], s["std"], int(s["count"])), axis=1)
+        tables.append((dict(zip(groups, key, strict=True)), cells.unstack(columns).fillna("-")))
+    return tables
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if n == 1:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f} (n={n})"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = [table.index.name or "", *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(table.index, table.values)]
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""`afsl-bench table`: pivot tables of the stored records, mean ± std over seeds, honest labels."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.errors import ConfigError
+from benchmark.runner import plan_cell
+from benchmark.tables import eps_label, pivot, tidy, to_markdown
+from results.store import RecordStore
+
+
+def record(defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None) -> dict:
+    spec = plan_cell("tiny-cnn", defense, attack, "synthetic", overrides=overrides or [], seed=seed)
+    return {
+        "cell_id": spec.cell_id,
+        "train_id": spec.training.train_id,
+        "status": "ok",
+        "spec": spec.to_json(),
+        "metrics": {"clean_acc": 0.9, "robust_acc": robust},
+    }
+
+
+def test_pivot_means_over_seeds_and_labels_budgets_and_changed_parameters():
+    records = [
+        record("none", "pgd", 0.10, seed=0), record("none", "pgd", 0.30, seed=1),
+        record("at", "pgd", 0.40), record("at", "apgd", 0.35, overrides=["attack.steps=20"]),
+        record("at", "jpeg", 0.80), {"status": "failed", "cell_id": "x"},
+    ]
+    ((where, table),) = pivot(tidy(records))
+    assert where == {"detector": "tiny-cnn", "train_data": "synthetic", "eval_data": "synthetic"}
+    assert list(table.columns) == ["apgd 8/255 (steps=20)", "jpeg s3", "pgd 8/255"]
+    assert table.loc["none", "pgd 8/255"] == "20.0 ± 14.1 (n=2)"
+    assert table.loc["at", "pgd 8/255"] == "40.0"
+    assert table.loc["none", "jpeg s3"] == "-"
+    assert "| at | 35.0 | 80.0 | 40.0 |" in to_markdown(table)
+
+
+def test_afsl_cosine_head_does_not_split_the_detector():
+    frame = tidy([record("none", "pgd", 0.1), record("afsl", "pgd", 0.2)])
+    assert set(frame["detector"]) == {"tiny-cnn"}
+
+
+def test_runs_that_differ_only_in_training_settings_are_not_averaged():
+    records = [record("none", "pgd", 0.1), record("none", "pgd", 0.2, overrides=["train.epochs=2"])]
+    with pytest.raises(ConfigError, match="training settings"):
+        pivot(tidy(records))
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"metric": "robust_ac"}, "Did you mean"), ({"rows": "seed"}, "--rows"), ({"columns": "detectr"}, "--columns"),
+])
+def test_bad_table_arguments(kwargs, word):
+    with pytest.raises(ConfigError, match=word):
+        pivot(tidy([record("none", "pgd", 0.1)]), **kwargs)
+
+
+def test_eps_labels():
+    assert eps_label(8 / 255, "linf") == "8/255"
+    assert eps_label(0.5 / 255, "linf") == "0.5/255"
+    assert eps_label(0.1234, "linf") == "0.123"
+    assert eps_label(0.5, "l2") == "0.5"
+    assert eps_label(None, "linf") == ""
+
+
+def test_cli_table_csv_and_empty_store(tmp_path):
+    store = RecordStore(tmp_path)
+    samples = pd.DataFrame({"sample_id": ["a"]})
+    for r in (record("none", "pgd", 0.25), record("at", "pgd", 0.5)):
+        store.write(r, samples)
+    shown = CliRunner().invoke(app, ["table", "--results-dir", str(tmp_path), "--format", "csv"])
+    assert shown.exit_code == 0, shown.output
+    assert "defense,pgd 8/255" in shown.output and "at,50.0" in shown.output and "none,25.0" in shown.output
+    empty = CliRunner().invoke(app, ["table", "--results-dir", str(tmp_path / "none")])
+    assert empty.exit_code == 2 and "no finished records" in empty.output
