@@ -8,6 +8,7 @@ JSON with ``--json``); progress goes to stderr.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import sys
@@ -189,6 +190,61 @@ def sweep(
     )
     if outcome.failed:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def check(
+    baseline: Annotated[Path, typer.Option(help="the committed baseline")] = Path("results/baseline.json"),
+    suite: Annotated[Path | None, typer.Option(help="the suite (default: the one the baseline names)")] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(help="allowed drop per metric (default: the baseline's, else 0.02)")
+    ] = None,
+    update: Annotated[bool, typer.Option(help="rewrite the baseline from the current results")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "cpu",
+    results_dir: Annotated[Path, typer.Option(help="where records and checkpoints are stored")] = Path(
+        "results"
+    ),
+) -> None:
+    """CI gate: run the baseline's suite (cached cells are read) and fail when a metric dropped."""
+    from benchmark.gate import TOLERANCE, compare, current_metrics, read_baseline, suite_of, write_baseline
+    from benchmark.runner import RunOptions
+
+    logging.basicConfig(level=logging.WARNING)
+    known = read_baseline(baseline) if (not update or baseline.is_file()) else None
+    plan = suite_of(known, suite)
+    allowed = tolerance if tolerance is not None else (known or {}).get("tolerance", TOLERANCE)
+    options = RunOptions(results_dir=results_dir, device=device, checks=False)
+    current = current_metrics(plan, options)
+    if update:
+        write_baseline(baseline, plan, current, allowed)
+        out.print(f"baseline {baseline} rewritten: {len(current)} cells of {plan.path}")
+        return
+    result = compare(known, current, allowed)
+    shown = Table(title=f"afsl-bench check: {plan.path} vs {baseline} (tolerance {allowed})")
+    for column in ("cell", "metric: baseline -> current", "verdict"):
+        shown.add_column(column, overflow="fold")
+    for cell, rows in itertools.groupby(result.rows, key=lambda r: r["cell"]):
+        rows = list(rows)
+        change = "; ".join(
+            f"{r['metric']}: {_number(r['baseline'])} -> {_number(r['current'])}" for r in rows if r["metric"] != "-"
+        )
+        problems = [f"{r['metric']} {r['why']}" for r in rows if not r["ok"]]
+        notes = [r["why"] for r in rows if r["ok"] and r["why"]]
+        verdict = "[bold red]FAIL[/] " + "; ".join(problems) if problems else "[green]ok[/] " + "; ".join(notes)
+        shown.add_row(f"{cell}\n{rows[0]['what']}", change, verdict)
+    out.print(shown)
+    if result.failures:
+        for row in result.failures:
+            err.print(
+                f"regression: cell {row['cell']} ({row['what']}) {row['metric']}: {row['why']}", highlight=False
+            )
+        raise typer.Exit(1)
+    out.print(f"ok: {len(result.rows)} checks within {allowed}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 class TableFormat(StrEnum):
