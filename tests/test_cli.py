@@ -149,7 +149,15 @@ def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> 
         "--results-dir",
         str(tmp_path),
     ]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that started us in the background without job control ignores SIGINT, and children inherit
+    # that; restore the default so Python in the child installs its KeyboardInterrupt handler
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not list((tmp_path / "checkpoints").glob("*.partial.pt")) and time.time() < deadline:
         assert process.poll() is None, process.communicate()
