@@ -247,6 +247,26 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+@app.command()
+@user_errors
+def plot(
+    results_dir: Annotated[Path, typer.Option(help="the record store to read")] = Path("results"),
+    out_dir: Annotated[Path | None, typer.Option(help="where to write (default: <results-dir>/plots)")] = None,
+) -> None:
+    """Plots from the stored records (PNG and SVG): robust accuracy vs eps, clean vs robust, cross-dataset."""
+    from benchmark.plots import render_all
+    from benchmark.tables import load
+
+    target = out_dir or Path(results_dir) / "plots"
+    written, skipped = render_all(load(results_dir), target)
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+    for name, why in skipped.items():
+        err.print(f"skipped {name}: {why}", highlight=False)
+    if not written:
+        raise ConfigError(f"no plot could be drawn from the records in {results_dir}; see the reasons above")
+
+
 class TableFormat(StrEnum):
     RICH = "rich"
     CSV = "csv"

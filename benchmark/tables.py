@@ -22,6 +22,8 @@ from results.store import STATUS_OK, RecordStore
 
 #: the tidy columns a table can be pivoted on
 DIMENSIONS = ("detector", "defense", "attack", "train_data", "eval_data", "seed")
+#: other non-metric columns of the tidy frame
+EXTRA = ("attack_name", "eps", "norm", "train", "cell_id")
 
 
 def eps_label(eps: Any, norm: str) -> str:
@@ -92,9 +94,13 @@ def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         if r.get("status") != STATUS_OK:
             continue
         spec = r["spec"]
+        params = spec["attack"]["params"]
         rows.append(
             {
                 **labels(spec),
+                "attack_name": spec["attack"]["name"],
+                "eps": params.get("eps") if isinstance(params.get("eps"), float) else None,
+                "norm": params.get("norm"),
                 "seed": spec["seed"],
                 "train": json.dumps(spec["train"]["params"], sort_keys=True),
                 **r["metrics"],
@@ -116,7 +122,7 @@ def pivot(
 ) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """One table per combination of the other dimensions (seed aside): ({dimension: value}, rows x columns
     of 'mean ± std (n=seeds)' in %)."""
-    metrics = [c for c in frame.columns if c not in (*DIMENSIONS, "train", "cell_id")]
+    metrics = [c for c in frame.columns if c not in (*DIMENSIONS, *EXTRA)]
     if metric not in metrics:
         raise ConfigError(f"unknown metric '{metric}'.{did_you_mean(metric, metrics)} Valid: {', '.join(metrics)}")
     for name, value in (("rows", rows), ("columns", columns)):

@@ -1,0 +1,67 @@
+"""`afsl-bench plot`: figures drawn from the records only, written as PNG and SVG, with titles and units."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from test_tables import record
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.errors import ConfigError
+from benchmark.plots import clean_vs_robust, cross_dataset, render_all, robust_vs_eps
+from benchmark.tables import tidy
+from results.store import RecordStore
+
+
+@pytest.fixture(scope="module")
+def frame():
+    records = [
+        record(defense, "pgd", robust, seed=seed, overrides=[f"attack.eps={eps}/255"])
+        for defense, base in (("none", 0.3), ("at", 0.6))
+        for eps, robust in ((2, base), (4, base - 0.1), (8, base - 0.25))
+        for seed in (0, 1)
+    ]
+    return tidy(records)
+
+
+def test_robust_vs_eps_has_units_a_line_per_defense_and_the_mean_of_seeds(frame):
+    fig = robust_vs_eps(frame)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "eps (k/255)" and ax.get_ylabel() == "robust accuracy (%)"
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == 2
+    assert sorted(lines[0].get_xdata()) == pytest.approx([2, 4, 8])
+    assert {tuple(line.get_ydata().round(1)) for line in lines} == {(30.0, 20.0, 5.0), (60.0, 50.0, 35.0)}
+
+
+def test_every_plot_is_written_as_png_and_svg_and_impossible_ones_say_why(frame, tmp_path):
+    written, skipped = render_all(frame, tmp_path)
+    assert {p.name for p in written} == {
+        "robust_vs_eps.png", "robust_vs_eps.svg", "clean_vs_robust.png", "clean_vs_robust.svg"
+    }
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert "eval list" in skipped["cross_dataset"]
+    assert clean_vs_robust(frame).axes[0].get_title() == "tiny-cnn"
+
+
+def test_cross_dataset_heatmap_from_train_and_eval_sets():
+    records = [record("none", "pgd", 0.4), record("none", "pgd", 0.2)]
+    records[1]["spec"]["eval_data"]["name"] = "synthetic-hq"
+    fig = cross_dataset(tidy(records))
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["20.0", "40.0"] and fig.axes[0].get_ylabel() == "trained on"
+
+
+def test_plot_needs_more_than_one_budget():
+    with pytest.raises(ConfigError, match="two or more"):
+        robust_vs_eps(tidy([record("none", "pgd", 0.4)]))
+
+
+def test_cli_plot(tmp_path, frame):
+    store = RecordStore(tmp_path)
+    for r in (record("none", "pgd", 0.3, overrides=["attack.eps=2/255"]), record("none", "pgd", 0.1)):
+        store.write(r, pd.DataFrame({"sample_id": ["a"]}))
+    shown = CliRunner().invoke(app, ["plot", "--results-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert (tmp_path / "plots" / "robust_vs_eps.svg").exists()
