@@ -16,11 +16,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
-from benchmark.errors import ConfigError  # noqa: E402
+from benchmark.errors import ConfigError
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
