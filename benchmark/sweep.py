@@ -173,8 +173,8 @@ def _where(text: str, message: str) -> str:
 def plan_status(suite: Suite, results_dir: Path | str) -> tuple[list[CellSpec], list[CellSpec]]:
     """(cached, to run): what ``--dry-run`` prints."""
     store = RecordStore(results_dir)
-    cached = [c for c in suite.cells if store.finished(c.cell_id)]
-    return cached, [c for c in suite.cells if not store.finished(c.cell_id)]
+    done = {c.cell_id for c in suite.cells if store.finished(c.cell_id)}  # each record read once
+    return [c for c in suite.cells if c.cell_id in done], [c for c in suite.cells if c.cell_id not in done]
 
 
 def run_sweep(
