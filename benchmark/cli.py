@@ -140,6 +140,11 @@ def run(
     out.print(f"record: {Path(results_dir) / 'records' / (outcome.record['cell_id'] + '.json')}")
 
 
+class ExecutorKind(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
 @app.command()
 @user_errors
 def sweep(
@@ -151,10 +156,22 @@ def sweep(
         "results"
     ),
     checks: Annotated[bool, typer.Option(help="run the gradient-masking probes in every cell")] = True,
+    executor: Annotated[
+        ExecutorKind, typer.Option(help="local: cells one after another here; ray: cells as Ray tasks")
+    ] = ExecutorKind.LOCAL,
+    address: Annotated[
+        str | None,
+        typer.Option(help="with --executor ray: the cluster, host:port or auto (default: a local Ray)"),
+    ] = None,
 ) -> None:
     """Run every cell of a suite file (finished cells are skipped; a failing cell is recorded, the rest run)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    import time
+    from datetime import timedelta
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
+    from benchmark.executors import LocalExecutor, RayExecutor
     from benchmark.runner import RunOptions
     from benchmark.sweep import describe, load_suite, plan_status, run_sweep
 
@@ -170,20 +187,41 @@ def sweep(
             table.add_row(cell.cell_id, "cached" if cell in cached else "to run", describe(cell))
         out.print(table)
         return
+    if address is not None and executor is not ExecutorKind.RAY:
+        raise ConfigError(f"--address {address} is a Ray cluster; add --executor ray to run there")
+    runner = RayExecutor(address) if executor is ExecutorKind.RAY else LocalExecutor()
     options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, checks=checks)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
+        TextColumn("[dim]{task.fields[cell]}", table_column=Column(no_wrap=True, max_width=48)),
+    )
+    start, started = time.monotonic(), [0]
     with Progress(*columns, console=err, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(plan.name, total=len(plan.cells))
+        task = bar.add_task(plan.name, total=len(plan.cells), counts="", left="", cell="")
 
         def on_cell(cell: Any, status: str, progress: Any) -> None:
-            if status == "running":
-                bar.update(task, description=f"{plan.name}: {describe(cell)}")
-                return
-            bar.advance(task)
+            """Counts of done / cached / running / failed cells; time left from the cells run so far."""
+            started[0] += status == "running"
+            finished = len(progress.done) + len(progress.cached) + len(progress.failed)
+            ran = len(progress.done) + len(progress.failed)
+            left = max(0, len(todo) - ran) * (time.monotonic() - start) / ran if ran else None
+            bar.update(
+                task,
+                completed=finished,
+                counts=f"done {len(progress.done)}, cached {len(progress.cached)}, "
+                f"running {started[0] - finished}, failed {len(progress.failed)}",
+                left="left ?" if left is None else f"left ~{timedelta(seconds=round(left))}",
+                cell=describe(cell) if status == "running" else "",
+            )
             if status == "failed":
                 bar.console.log(f"[red]failed[/] {describe(cell)} (the error is in its record)")
 
-        outcome = run_sweep(plan, options, on_cell)
+        outcome = run_sweep(plan, options, on_cell, runner)
     out.print(
         f"{plan.name}: {len(outcome.done)} run, {len(outcome.cached)} cached, {len(outcome.failed)} failed "
         f"in {outcome.seconds:.0f} s; records in {Path(results_dir) / 'records'}"
@@ -265,6 +303,54 @@ def plot(
         err.print(f"skipped {name}: {why}", highlight=False)
     if not written:
         raise ConfigError(f"no plot could be drawn from the records in {results_dir}; see the reasons above")
+
+
+@app.command()
+@user_errors
+def leaderboard(
+    suite: Annotated[Path, typer.Option(help="the leaderboard's suite")] = Path("suites/leaderboard.toml"),
+    results_dir: Annotated[Path, typer.Option(help="the record store to read")] = Path("results"),
+    output: Annotated[Path, typer.Option(help="the page whose generated block is rewritten")] = Path(
+        "leaderboard.md"
+    ),
+    export: Annotated[Path, typer.Option(help="the compact copy of the records (committed)")] = Path(
+        "results/leaderboard/records.jsonl"
+    ),
+    from_export: Annotated[
+        bool, typer.Option(help="re-render from the committed copy instead of the store (no records needed)")
+    ] = False,
+    partial: Annotated[bool, typer.Option(help="render even when some cells have no record yet")] = False,
+) -> None:
+    """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries."""
+    from benchmark import leaderboard as lb
+    from benchmark.plots import render_all
+    from benchmark.sweep import load_suite
+    from benchmark.tables import tidy
+
+    if not output.is_file():
+        raise ConfigError(f"'{output}' does not exist; create it with the markers {lb.BEGIN} and {lb.END}")
+    if from_export:
+        records = lb.read_export(export)
+    else:
+        records = lb.collect(load_suite(suite), results_dir, partial)
+        lb.write_export(export, records)
+    plots_dir = export.parent / "plots"
+    for old in [*plots_dir.glob("*.png"), *plots_dir.glob("*.svg")]:
+        old.unlink()  # a plot the records no longer support must not stay linked
+    if records:
+        _, skipped = render_all(tidy(records), plots_dir)
+        for name, why in skipped.items():
+            err.print(f"skipped plot {name}: {why}", highlight=False)
+    block = lb.render(records, suite, lb.plot_links(plots_dir, output))
+    from results.store import atomic_write_bytes
+
+    atomic_write_bytes(output, lb.replace_block(output.read_text(), block).encode())
+    entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records)) if records else []
+    out.print(
+        f"{output}: generated block rewritten from {len(records)} records ({export}); "
+        f"{len(entries)} RobustBench model_info entries in {export.parent / 'model_info'}",
+        highlight=False,
+    )
 
 
 class TableFormat(StrEnum):

@@ -5,10 +5,15 @@ attack base class freezes the parameters). The score of a sample is its logit ma
 the calibrated detector, so ``score > 0`` is the decision "fake". Per-sample columns an attack reports
 (``AttackOutput.info``: queries spent, the ensemble member that broke a sample, scores after a codec round
 trip) are appended to the table under their own names.
+
+Clean scores depend on the trained model and the evaluation split only, not on the attack: a caller that
+has them (the runner's cache, ``RecordStore.clean_scores``) passes them in as ``clean_scores`` and the clean
+forward pass is skipped; ``clean_fingerprint`` names the weights and samples they are valid for.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import pandas as pd
@@ -24,6 +29,19 @@ def margin(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 1] - logits[:, 0]
 
 
+def clean_fingerprint(model: torch.nn.Module, split: Split) -> str:
+    """A digest of the model's weights and buffers (the calibrated threshold included) and the split's
+    sample ids: cached clean scores are reused only for the same fingerprint (a retrained checkpoint with
+    other weights gets new ones)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    digest.update("\n".join(split.sample_ids).encode())
+    return digest.hexdigest()[:16]
+
+
 def evaluate(
     model: Detector,
     attack: Attack,
@@ -33,17 +51,28 @@ def evaluate(
     device: torch.device,
     seed: int,
     on_batch: Callable[[int, int], None] = lambda done, total: None,
+    clean_scores: torch.Tensor | None = None,
 ) -> pd.DataFrame:
-    """Per-sample clean and adversarial scores, perturbation norms and whether the sample was attacked."""
+    """Per-sample clean and adversarial scores, perturbation norms and whether the sample was attacked.
+
+    ``clean_scores``: this model's clean margins on ``split`` (one per sample, in split order), e.g. the
+    ``clean_score`` column of an earlier table; given, they are used instead of a clean forward pass."""
     if len(split) == 0:
         raise ConfigError("the evaluation split is empty: give the data set more samples (or another split)")
+    if clean_scores is not None and len(clean_scores) != len(split):
+        raise ValueError(f"clean_scores has {len(clean_scores)} scores for a split of {len(split)} samples")
     model = model.to(device).eval()
     torch.manual_seed(seed)  # random starts and restarts are reproducible for a given cell
     rows = []
+    done = 0
     for batch in split.batches(batch_size):
         batch = batch.to(device)
-        with torch.inference_mode():
-            clean = margin(model(batch.x))
+        if clean_scores is None:
+            with torch.inference_mode():
+                clean = margin(model(batch.x))
+        else:
+            clean = clean_scores[done : done + len(batch)]
+        done += len(batch)
         out = attack.run(model, batch.x, batch.y)
         x_adv = out.x_adv
         with torch.inference_mode():
@@ -59,7 +88,7 @@ def evaluate(
             }
             | {key: value.float().cpu() for key, value in out.info.items()}
         )
-        on_batch(sum(len(r["linf"]) for r in rows), len(split))
+        on_batch(done, len(split))
     columns = {key: torch.cat([r[key] for r in rows]).numpy() for key in rows[0]}
     clash = set(columns) & {"sample_id", "video_id", "method", "label"}
     if clash:

@@ -3,7 +3,10 @@
 - ``robust_vs_eps``: robust accuracy against the budget (k/255), one line per defense, one panel per
   attack, mean over seeds with the spread as a band (Madry et al.'s and RobustBench's standard view);
 - ``clean_vs_robust``: the trade-off, one point per (detector, defense, attack) cell, mean over seeds;
-- ``cross_dataset``: train set x eval set heatmap of a metric, one per (detector, defense, attack).
+- ``cross_dataset``: train set x eval set heatmap of a metric, one per (detector, defense, attack);
+- ``transfer_matrix``: surrogate x target heatmap of robust accuracy under transfer attacks;
+- ``afsl_ablation``: bars of robust accuracy per AFSL variant (a loss term switched off), mean ± sd over
+  seeds, one bar per attack.
 
 Nothing is re-run: every number comes from the records (``benchmark.tables.tidy``).
 """
@@ -21,6 +24,7 @@ import pandas as pd
 import seaborn as sns
 
 from benchmark.errors import ConfigError
+from benchmark.tables import eps_label
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
@@ -79,7 +83,52 @@ def cross_dataset(frame: pd.DataFrame, metric: str = "robust_acc") -> plt.Figure
     return fig
 
 
-PLOTS = {"robust_vs_eps": robust_vs_eps, "clean_vs_robust": clean_vs_robust, "cross_dataset": cross_dataset}
+def transfer_matrix(frame: pd.DataFrame) -> plt.Figure:
+    """Surrogate x target robust accuracy (%) under transfer attacks, one panel per (budget, data sets)."""
+    data = frame[frame["surrogate"].notna()].copy()
+    if data.empty:
+        raise ConfigError("transfer_matrix needs records of the 'transfer' attack")
+    data["budget"] = [eps_label(e, "linf") for e in data["eps"]]
+    groups = list(data.groupby(["budget", "train_data", "eval_data"]))
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(1.6 + 1.5 * data["target"].nunique(), 1.2 + 0.6 * data["surrogate"].nunique()),
+        squeeze=False,
+    )
+    for ax, ((budget, train_data, eval_data), part) in zip(axes[0], groups, strict=True):
+        table = 100 * part.groupby(["surrogate", "target"])["robust_acc"].mean().unstack("target")
+        sns.heatmap(table, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", cbar=False, ax=ax)
+        ax.set_title(f"eps {budget}, {train_data} -> {eval_data}", fontsize=9)
+        ax.set_xlabel("target (attacked model)")
+        ax.set_ylabel("surrogate (attack crafted on)")
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.suptitle("Transfer attacks: robust accuracy of the target (%), mean over seeds", y=1.04)
+    return fig
+
+
+def afsl_ablation(frame: pd.DataFrame) -> plt.Figure:
+    """Robust accuracy (%) of each AFSL variant per attack: bars are means over seeds, whiskers one sd."""
+    data = frame[frame["defense_name"] == "afsl"].copy()
+    if data["defense"].nunique() < 2:
+        raise ConfigError("afsl_ablation needs records of two or more AFSL variants (e.g. use_asl = false)")
+    data["robust accuracy (%)"] = 100 * data["robust_acc"]
+    data["variant"] = data["defense"].str.removeprefix("afsl").str.strip().replace("", "full AFSL")
+    grid = sns.catplot(
+        data=data, x="variant", y="robust accuracy (%)", hue="attack", col="detector", row="eval_data",
+        kind="bar", errorbar="sd", height=3.4, aspect=1.4, sharey=True,
+    )
+    grid.set_titles(row_template="eval {row_name}", col_template="{col_name}")
+    grid.set_xticklabels(rotation=20)
+    grid.figure.suptitle("AFSL ablation: robust accuracy per variant (mean ± sd over seeds)", y=1.03)
+    return grid.figure
+
+
+PLOTS = {
+    "robust_vs_eps": robust_vs_eps,
+    "clean_vs_robust": clean_vs_robust,
+    "cross_dataset": cross_dataset,
+    "transfer_matrix": transfer_matrix,
+    "afsl_ablation": afsl_ablation,
+}
 
 
 def render_all(frame: pd.DataFrame, out_dir: Path) -> tuple[list[Path], dict[str, str]]:

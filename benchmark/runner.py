@@ -8,9 +8,10 @@ interrupted one leaves no record and its training resumes from the partial check
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,18 +25,18 @@ from benchmark.checks import ProbeSettings, probe_indices, run_checks, store_fla
 from benchmark.data import DATASETS
 from benchmark.env import environment, resolve_device
 from benchmark.errors import ConfigError
-from benchmark.evaluate import evaluate
+from benchmark.evaluate import clean_fingerprint, evaluate
 from benchmark.metrics import summarise
 from benchmark.params import coerce, split_overrides, typed_params
 from benchmark.registry import Registry, params_of_builder
-from benchmark.spec import SCHEMA_VERSION, CellSpec, Component, TrainSpec, to_jsonable
+from benchmark.spec import SCHEMA_VERSION, CellSpec, Component, TrainSpec, content_hash, to_jsonable
 from benchmark.types import DataBundle
 from defenses import DEFENSES
 from defenses.base import Defense
 from defenses.training import TrainSettings, train
 from detectors import DETECTORS
 from detectors.base import Detector
-from results.store import STATUS_OK, RecordStore
+from results.store import STATUS_OK, RecordStore, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,43 @@ def plan_cell(
     eval_name = eval_dataset or dataset
     eval_params = DATASETS.params_of(eval_name)
     inherited = {k: v for k, v in raw["data"].items() if k in eval_params}  # e.g. resolution, seed
+    samples = _test_samples(raw["eval"].pop(SAMPLES, None))
     eval_c = _factory_component(DATASETS, "eval", eval_name, inherited | raw["eval"])
+    if samples is not None:  # absent unless set: the ids of full-split cells do not change
+        eval_c = dataclasses.replace(eval_c, params=eval_c.params | {SAMPLES: samples})
     training = TrainSpec(detector_c, defense_c, data_c, train_c, seed)
     return CellSpec(training, attack_c, eval_c)
+
+
+#: ``--set eval.samples=N``: evaluate on a fixed subset of N test images (RobustBench's ``n_examples``)
+SAMPLES = "samples"
+
+
+def _test_samples(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"eval.samples={text}: give a positive number of test images (or leave it unset)")
+    return n
+
+
+def evaluation_set(spec: CellSpec, train_bundle: DataBundle) -> DataBundle:
+    """The evaluation data of a cell: the training data's bundle when the set is the same, and with
+    ``eval.samples`` the first N test images of a fixed shuffle (seed 0: every cell sees the same images)."""
+    samples = spec.eval_data.params.get(SAMPLES)
+    full = dataclasses.replace(
+        spec.eval_data, params={k: v for k, v in spec.eval_data.params.items() if k != SAMPLES}
+    )
+    bundle = train_bundle if full == spec.training.train_data else load_dataset(full)
+    if samples is None or samples >= len(bundle.test):
+        return bundle
+    rows = torch.randperm(len(bundle.test), generator=torch.Generator().manual_seed(0))[:samples].sort().values
+    info = bundle.info | {"test_samples": samples, "test_samples_of": len(bundle.test)}
+    return dataclasses.replace(bundle, test=bundle.test.subset(rows), info=info)
 
 
 def _with_head(detector_raw: dict[str, str], defense: str) -> dict[str, str]:
@@ -172,7 +207,7 @@ def run_cell(
 
     progress.on_stage("data")
     train_bundle = load_dataset(spec.training.train_data)
-    eval_bundle = train_bundle if spec.eval_data == spec.training.train_data else load_dataset(spec.eval_data)
+    eval_bundle = evaluation_set(spec, train_bundle)
     timings["data_s"] = time.perf_counter() - start
 
     progress.on_stage("train")
@@ -186,6 +221,8 @@ def run_cell(
     context = AttackContext(surrogate=trainer, seed=spec.training.seed, used=used)
     attack = build_attack(spec.attack).prepare(context)
     tic = time.perf_counter()
+    clean_key, fingerprint = _clean_key(spec), clean_fingerprint(trained.model, eval_bundle.test)
+    clean_scores = store.clean_scores(clean_key, fingerprint)  # shared by every attack on this model + set
     samples = evaluate(
         trained.model,
         attack,
@@ -194,13 +231,19 @@ def run_cell(
         device=device,
         seed=spec.training.seed,
         on_batch=progress.on_eval,
+        clean_scores=clean_scores,
     )
+    if clean_scores is None:
+        store.write_clean_scores(clean_key, torch.tensor(samples["clean_score"].to_numpy()), fingerprint)
     timings["eval_s"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
     if options.checks:
         progress.on_stage("checks")
-        flags = cell_checks(trained.model, attack, eval_bundle, samples, device, spec.training.seed, options)
+        memo = ProbeMemo(store.root / "cache" / "probes" / content_hash([spec.training.train_id, spec.eval_data]))
+        flags = cell_checks(
+            trained.model, attack, eval_bundle, samples, device, spec.training.seed, options, memo=memo
+        )
     else:
         flags = {"checked": False}
     timings["checks_s"] = time.perf_counter() - tic
@@ -223,27 +266,65 @@ def cell_checks(
     device: torch.device,
     seed: int,
     options: RunOptions,
+    memo: MutableMapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The per-cell flags of ``benchmark/checks.py`` on a seeded probe of the evaluation split."""
+    """The per-cell flags of ``benchmark/checks.py`` on a seeded probe of the evaluation split; the checks of
+    the model alone are shared through ``memo`` by the cells of one trained model and evaluation set."""
     rows = probe_indices(len(bundle.test), options.probe.samples, seed)
     batch = bundle.test.batch(rows).to(device)
     table = samples.iloc[rows.numpy()]
     adv_correct = torch.tensor(((table["adv_score"] > 0).astype(int) == table["label"]).to_numpy())
-    torch.manual_seed(seed)
-    return {"checked": True} | run_checks(model, attack, batch.x, batch.y, adv_correct.to(device), options.probe)
+    return {"checked": True} | run_checks(
+        model, attack, batch.x, batch.y, adv_correct.to(device), options.probe, seed=seed, memo=memo
+    )
+
+
+class ProbeMemo(MutableMapping[str, dict[str, Any]]):
+    """The model-level probe results of one trained model and evaluation set, one JSON file per budget and
+    probe (``<results>/cache/probes/<model+eval hash>/<key hash>.json``, written atomically)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{content_hash(key)}.json"
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        path = self._path(key)
+        if not path.is_file():
+            raise KeyError(key)
+        return json.loads(path.read_text())["value"]
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        text = json.dumps({"key": key, "value": value}, sort_keys=True)
+        atomic_write_bytes(self._path(key), text.encode())
+
+    def __delitem__(self, key: str) -> None:
+        self._path(key).unlink()
+
+    def __iter__(self) -> Iterator[str]:
+        return (json.loads(p.read_text())["key"] for p in sorted(self.folder.glob("*.json")))
+
+    def __len__(self) -> int:
+        return len(list(self.folder.glob("*.json")))
 
 
 def _related(store: RecordStore, spec: CellSpec) -> list[dict[str, Any]]:
-    """Finished records of the same trained model on the same evaluation set (for cross-record flags)."""
+    """Finished records of the same trained model on the same evaluation set (for cross-record flags), read
+    through the store's by-training-id index rather than a scan of every record."""
     eval_json = spec.to_json()["eval_data"]
     return [
         r
-        for r in store
+        for r in store.by_train(spec.training.train_id)
         if r.get("status") == STATUS_OK
-        and r.get("train_id") == spec.training.train_id
         and r["spec"]["eval_data"] == eval_json
         and r["cell_id"] != spec.cell_id
     ]
+
+
+def _clean_key(spec: CellSpec) -> str:
+    """The clean-score cache key: the trained model and the evaluation set, not the attack."""
+    return content_hash([spec.training.train_id, spec.to_json()["eval_data"]])
 
 
 def trained_model(training: TrainSpec, options: RunOptions | None = None) -> tuple[Detector, DataBundle]:

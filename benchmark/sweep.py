@@ -17,6 +17,10 @@ A suite (``suites/<name>.toml``; read with ``tomllib``, never executed)::
     [attack.square]                            # only the cells of that component
     queries = 500
 
+An axis entry may be an inline table, ``{name = "afsl", use_asl = false}``: its parameters apply to that
+entry only, so one list holds ablations or several transfer surrogates. Several grids (``[[sweep]]``
+tables, each with its own axes) make one suite; the cells of all grids are deduplicated.
+
 Cells are content-addressed (``cell_id``), so a rerun skips finished cells and cells sharing a trained
 model train it once (the checkpoint cache). A cell that fails is recorded with its error (status
 ``failed``) and the sweep goes on; a rerun retries it. Ctrl-C stops the sweep; finished cells stay.
@@ -28,15 +32,15 @@ import itertools
 import re
 import time
 import tomllib
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import ConfigError
+from benchmark.executors import Executor, LocalExecutor
 from benchmark.registry import did_you_mean
-from benchmark.runner import KINDS, RunOptions, plan_cell, run_cell
+from benchmark.runner import KINDS, RunOptions, plan_cell
 from benchmark.spec import CellSpec
 from results.store import RecordStore
 
@@ -81,15 +85,26 @@ def load_suite(path: Path | str) -> Suite:
 
 
 def plan_suite(raw: dict[str, Any]) -> list[CellSpec]:
+    """Every cell of every grid (``[sweep]``, or several ``[[sweep]]``), deduplicated, in run order."""
     for section in raw:
         if section not in SECTIONS:
             raise ConfigError(
                 f"unknown section [{section}].{did_you_mean(section, list(SECTIONS))} "
                 f"Valid: {', '.join(SECTIONS)}"
             )
-    axes = raw.get("sweep")
-    if not isinstance(axes, dict):
-        raise ConfigError("a suite needs a [sweep] table with at least " + ", ".join(REQUIRED))
+    grids = raw.get("sweep")
+    grids = [grids] if isinstance(grids, dict) else grids
+    if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
+        raise ConfigError("a suite needs a [sweep] table (or [[sweep]] tables) with " + ", ".join(REQUIRED))
+    cells = {cell.cell_id: cell for grid in grids for cell in plan_grid(raw, grid)}
+    # cells of one trained model run together: its checkpoint is trained once and stays warm
+    return sorted(cells.values(), key=lambda c: c.training.train_id)
+
+
+def plan_grid(raw: dict[str, Any], axes: dict[str, Any]) -> list[CellSpec]:
+    """The cells of one grid: the product of its axes. An axis entry is a name or an inline table
+    ``{name = "afsl", use_asl = false}`` whose parameters apply to that entry only (ablations, transfer
+    surrogates)."""
     for key, values in axes.items():
         if key not in AXES:
             raise ConfigError(
@@ -101,36 +116,36 @@ def plan_suite(raw: dict[str, Any]) -> list[CellSpec]:
     if missing:
         raise ConfigError(f"[sweep] is missing {', '.join(missing)}")
     common = [f"{key}={_text(value)}" for key, value in raw.get("set", {}).items()]
-    cells, seen = [], set()
+    cells = []
     for detector, defense, attack, data, eval_data, eps, seed in itertools.product(
-        axes["detectors"],
-        axes["defenses"],
-        axes["attacks"],
-        axes["data"],
-        axes.get("eval", [None]),
+        *(map(_entry, axes[key]) for key in ("detectors", "defenses", "attacks", "data")),
+        map(_entry, axes.get("eval", [None])),
         axes.get("eps", [None]),
         axes.get("seeds", [0]),
     ):
-        names = {
-            "detector": detector,
-            "defense": defense,
-            "attack": attack,
-            "data": data,
-            "eval": eval_data or data,
-        }
+        eval_data = eval_data if eval_data[0] is not None else (data[0], {})
+        entries = {"detector": detector, "defense": defense, "attack": attack, "data": data, "eval": eval_data}
         overrides = common + [
             f"{kind}.{key}={_text(value)}"
-            for kind, name in names.items()
-            for key, value in _component_table(raw, kind, name).items()
+            for kind, (name, own) in entries.items()
+            for key, value in (_component_table(raw, kind, name) | own).items()
         ]
-        if eps is not None and _has_eps(attack):
+        if eps is not None and _has_eps(attack[0]):
             overrides.append(f"attack.eps={_text(eps)}")
-        spec = plan_cell(detector, defense, attack, data, eval_data, overrides, int(seed))
-        if spec.cell_id not in seen:  # an eps-free attack (a distortion) crossed with eps lists once
-            seen.add(spec.cell_id)
-            cells.append(spec)
-    # cells of one trained model run together: its checkpoint is trained once and stays warm
-    return sorted(cells, key=lambda c: c.training.train_id)
+        names = [entries[kind][0] for kind in ("detector", "defense", "attack", "data", "eval")]
+        cells.append(plan_cell(*names, overrides, int(seed)))
+    return cells  # an eps-free attack (a distortion) crossed with an eps list repeats: plan_suite dedups
+
+
+def _entry(value: Any) -> tuple[Any, dict[str, Any]]:
+    """An axis entry: 'name' or {name = ..., param = value, ...} -> (name, params)."""
+    if isinstance(value, dict):
+        params = dict(value)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f'an inline table in [sweep] needs a name, e.g. {{name = "afsl", ...}}; got {value!r}')
+        return name, params
+    return value, {}
 
 
 def _component_table(raw: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
@@ -181,33 +196,32 @@ def run_sweep(
     suite: Suite,
     options: RunOptions,
     on_cell: Callable[[CellSpec, str, SweepOutcome], None] = lambda cell, status, outcome: None,
+    executor: Executor | None = None,
 ) -> SweepOutcome:
-    """Run every cell not yet finished; a failing cell is recorded with its error and the sweep goes on."""
+    """Run every cell not yet finished (here, or on Ray: ``benchmark/executors.py``); ``on_cell`` hears
+    "running", then "done", "cached" or "failed". A failing cell is recorded with its error, the sweep goes
+    on."""
+    executor = executor or LocalExecutor()
     outcome, store, start = SweepOutcome(), RecordStore(options.results_dir), time.perf_counter()
-    for cell in suite.cells:
-        on_cell(cell, "running", outcome)
-        try:
-            result = run_cell(cell, options)
-        except Exception as err:  # noqa: BLE001  a cell's failure is data: recorded, the sweep goes on
-            store.write_failure(cell.cell_id, cell.training.train_id, cell.to_json(), _error(err))
+    for cell, result in executor.run(suite.cells, options, lambda cell: on_cell(cell, "running", outcome)):
+        if result.error is not None:
+            store.write_failure(cell.cell_id, cell.training.train_id, cell.to_json(), result.error)
             outcome.failed.append(cell.cell_id)
             on_cell(cell, "failed", outcome)
-            continue
-        (outcome.cached if result.cached else outcome.done).append(cell.cell_id)
-        on_cell(cell, "cached" if result.cached else "done", outcome)
+        else:
+            (outcome.cached if result.cached else outcome.done).append(cell.cell_id)
+            on_cell(cell, "cached" if result.cached else "done", outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def _error(err: Exception) -> dict[str, str]:
-    return {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc(limit=20)}
-
-
 def describe(cell: CellSpec) -> str:
+    """One line per cell, with the parameters that differ from the defaults (the table labels)."""
+    from benchmark.tables import labels
+
     spec = cell.to_json()
-    eps = spec["attack"]["params"].get("eps")
-    budget = f" eps {eps * 255:.3g}/255" if isinstance(eps, float) else ""
+    shown = labels(spec)
     return (
-        f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']}{budget}, "
-        f"{spec['train_data']['name']} -> {spec['eval_data']['name']}, seed {spec['seed']}"
+        f"{shown['detector']} + {shown['defense']} vs {shown['attack']}, "
+        f"{shown['train_data']} -> {shown['eval_data']}, seed {spec['seed']}"
     )

@@ -22,8 +22,12 @@ from results.store import STATUS_OK, RecordStore
 
 #: the tidy columns a table can be pivoted on
 DIMENSIONS = ("detector", "defense", "attack", "train_data", "eval_data", "seed")
+#: the transfer matrix's axes: the model the attack was crafted on, and the attacked model (detector + defense)
+TRANSFER = ("surrogate", "target")
+#: the dimensions a transfer axis stands for (a transfer table is not split by them)
+IMPLIED = {"target": ("detector", "defense"), "surrogate": ("attack",)}
 #: other non-metric columns of the tidy frame
-EXTRA = ("attack_name", "eps", "norm", "train", "cell_id")
+EXTRA = (*TRANSFER, "detector_name", "defense_name", "attack_name", "eps", "norm", "train", "cell_id")
 
 
 def eps_label(eps: Any, norm: str) -> str:
@@ -87,6 +91,20 @@ def labels(spec: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def surrogate_label(spec: dict[str, Any]) -> str | None:
+    """'detector + defense' of a transfer attack's surrogate (with its data set and seed when they differ from
+    the target's), else None."""
+    params = spec["attack"]["params"]
+    if "surrogate_detector" not in params:
+        return None
+    label = f"{params['surrogate_detector']} + {params['surrogate_defense']}"
+    if params.get("surrogate_data"):
+        label += f" on {params['surrogate_data']}"
+    if params.get("surrogate_seed") is not None:
+        label += f" seed {params['surrogate_seed']}"
+    return label
+
+
 def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per finished (ok) record: its dimensions, every metric, and the cell id."""
     rows = []
@@ -95,9 +113,14 @@ def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             continue
         spec = r["spec"]
         params = spec["attack"]["params"]
+        shown = labels(spec)
         rows.append(
             {
-                **labels(spec),
+                **shown,
+                "surrogate": surrogate_label(spec),
+                "target": f"{shown['detector']} + {shown['defense']}",
+                "detector_name": spec["detector"]["name"],
+                "defense_name": spec["defense"]["name"],
                 "attack_name": spec["attack"]["name"],
                 "eps": params.get("eps") if isinstance(params.get("eps"), float) else None,
                 "norm": params.get("norm"),
@@ -121,19 +144,28 @@ def pivot(
     frame: pd.DataFrame, metric: str = "robust_acc", rows: str = "defense", columns: str = "attack"
 ) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """One table per combination of the other dimensions (seed aside): ({dimension: value}, rows x columns
-    of 'mean ± std (n=seeds)' in %)."""
+    of 'mean ± std (n=seeds)' in %). ``--rows surrogate --columns target`` is the transfer matrix: transfer
+    records only, one table per budget and data sets."""
     metrics = [c for c in frame.columns if c not in (*DIMENSIONS, *EXTRA)]
     if metric not in metrics:
         raise ConfigError(f"unknown metric '{metric}'.{did_you_mean(metric, metrics)} Valid: {', '.join(metrics)}")
+    valid = [d for d in (*DIMENSIONS, *TRANSFER) if d != "seed"]
     for name, value in (("rows", rows), ("columns", columns)):
-        if value not in DIMENSIONS or value == "seed":
-            valid = [d for d in DIMENSIONS if d != "seed"]
+        if value not in valid:
             raise ConfigError(f"--{name} {value}: choose one of {', '.join(valid)}")
-    groups = [d for d in DIMENSIONS if d not in (rows, columns, "seed")]
+    implied = {d for axis in (rows, columns) for d in IMPLIED.get(axis, ())}
+    groups = [d for d in DIMENSIONS if d not in (rows, columns, "seed", *implied)]
+    if "surrogate" in (rows, columns):
+        frame = frame[frame["surrogate"].notna()]
+        if frame.empty:
+            raise ConfigError("no transfer records: the transfer matrix needs cells of the 'transfer' attack")
+        frame = frame.assign(budget=[eps_label(e, "linf") for e in frame["eps"]])
+        groups.append("budget")
     clash = frame[frame.duplicated([*groups, rows, columns, "seed"], keep=False)]
     if len(clash):
         raise ConfigError(
-            "records that differ only in their training settings would be averaged together "
+            "records that differ only in settings the table does not show (training settings; in a transfer "
+            "matrix, the inner attack's parameters) would be averaged together "
             f"(cells {', '.join(clash['cell_id'][:4])}); keep such runs in separate --results-dir folders"
         )
     tables = []

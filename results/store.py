@@ -2,20 +2,35 @@
 
 Writes are atomic (a temporary file in the same folder, then ``os.replace``), the Parquet table first and
 the JSON record last, so a record that exists always has its table and a killed process leaves either the
-old state or the new one, never half a file. Trained checkpoints live in ``<root>/checkpoints/``.
+old state or the new one, never half a file. The pair is written under an exclusive lock on
+``records/.lock`` (``flock``), so two processes writing the same cell cannot leave one's record with the
+other's table; ``finished_with_samples`` reads a pair under the shared lock. Each record is also listed in the
+index ``records/by-train/<train_id>/<cell_id>`` (an empty marker written after the record), so the records
+of one trained model are found without reading the whole store.
+
+Trained checkpoints live in ``<root>/checkpoints/``; clean scores of a trained model on an evaluation set,
+shared by every attack on it, in ``<root>/cache/clean/<key>.pt``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a single writer per store is then the user's job
+    fcntl = None
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -47,6 +62,19 @@ def atomic_write_parquet(path: Path, table: pd.DataFrame) -> None:
         raise
 
 
+@contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """An ``flock`` on ``path`` (created if missing) for the duration of the block; released on close."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class RecordStore:
     """Records of finished cells, addressed by ``cell_id``."""
 
@@ -54,6 +82,8 @@ class RecordStore:
         self.root = Path(root)
         self.records = self.root / "records"
         self.checkpoints = self.root / "checkpoints"
+        self.by_train_index = self.records / "by-train"
+        self.clean_cache = self.root / "cache" / "clean"
 
     def record_path(self, cell_id: str) -> Path:
         return self.records / f"{cell_id}.json"
@@ -61,12 +91,24 @@ class RecordStore:
     def samples_path(self, cell_id: str) -> Path:
         return self.records / f"{cell_id}.parquet"
 
+    def _locked(self, *, shared: bool = False):
+        return file_lock(self.records / ".lock", shared=shared)
+
     def write(self, record: dict[str, Any], samples: pd.DataFrame) -> Path:
         cell_id = record["cell_id"]
-        atomic_write_parquet(self.samples_path(cell_id), samples)
         text = json.dumps(record, indent=2, sort_keys=True, allow_nan=True) + "\n"
-        atomic_write_bytes(self.record_path(cell_id), text.encode())
+        with self._locked():
+            atomic_write_parquet(self.samples_path(cell_id), samples)
+            atomic_write_bytes(self.record_path(cell_id), text.encode())
+            self._index(record)
         return self.record_path(cell_id)
+
+    def _index(self, record: dict[str, Any]) -> None:
+        """List the record under its training id (after the record exists: a marker always has its record)."""
+        if record.get("train_id"):
+            marker = self.by_train_index / record["train_id"] / record["cell_id"]
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
 
     def write_failure(self, cell_id: str, train_id: str, spec: dict[str, Any], error: dict[str, str]) -> Path:
         """A cell that raised: its spec and error, status ``failed`` (no table); a rerun retries it."""
@@ -78,9 +120,11 @@ class RecordStore:
             "error": error,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        atomic_write_bytes(
-            self.record_path(cell_id), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
-        )
+        with self._locked():
+            atomic_write_bytes(
+                self.record_path(cell_id), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+            )
+            self._index(record)
         return self.record_path(cell_id)
 
     def read(self, cell_id: str) -> dict[str, Any] | None:
@@ -90,7 +134,18 @@ class RecordStore:
         return json.loads(path.read_text())
 
     def read_samples(self, cell_id: str) -> pd.DataFrame:
-        return pd.read_parquet(self.samples_path(cell_id))
+        # one open file: reading by path, pyarrow opens the file more than once, and a rewrite of the
+        # cell in between pairs one version's footer with the other's pages ("Page was smaller ...")
+        with self.samples_path(cell_id).open("rb") as handle:
+            return pd.read_parquet(handle)
+
+    def finished_with_samples(self, cell_id: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+        """The record of a finished cell and its table as one consistent pair, even while another process
+        rewrites the cell (``finished``, then ``read_samples``, could pair the old record with the new
+        table)."""
+        with self._locked(shared=True):
+            record = self.finished(cell_id)
+            return None if record is None else (record, self.read_samples(cell_id))
 
     def finished(self, cell_id: str) -> dict[str, Any] | None:
         """The record of a cell that completed (status ok), else None."""
@@ -101,3 +156,41 @@ class RecordStore:
         """Every record, failed ones included (filter on ``status``)."""
         for path in sorted(self.records.glob("*.json")):
             yield json.loads(path.read_text())
+
+    def by_train(self, train_id: str) -> Iterator[dict[str, Any]]:
+        """The records of one trained model, failed ones included (filter on ``status``), from the index."""
+        self._build_index_once()
+        folder = self.by_train_index / train_id
+        for marker in sorted(folder.iterdir()) if folder.is_dir() else []:
+            record = self.read(marker.name)  # None when the record was deleted by hand
+            if record is not None and record.get("train_id") == train_id:
+                yield record
+
+    def _build_index_once(self) -> None:
+        """Stores written before the index existed: list their records once (later writes list their own)."""
+        complete = self.by_train_index / ".complete"
+        if complete.exists() or not self.records.is_dir():
+            return
+        with self._locked():
+            for record in self:
+                self._index(record)
+            complete.parent.mkdir(parents=True, exist_ok=True)
+            complete.touch()
+
+    def clean_scores_path(self, key: str) -> Path:
+        return self.clean_cache / f"{key}.pt"
+
+    def clean_scores(self, key: str, fingerprint: str) -> torch.Tensor | None:
+        """Cached clean scores (float32, in split order) if written for the same ``fingerprint`` (the
+        weights and sample ids they came from), else None."""
+        path = self.clean_scores_path(key)
+        if not path.exists():
+            return None
+        entry = torch.load(path, weights_only=True)
+        return entry["scores"] if entry.get("fingerprint") == fingerprint else None
+
+    def write_clean_scores(self, key: str, scores: torch.Tensor, fingerprint: str) -> Path:
+        buffer = io.BytesIO()
+        torch.save({"scores": scores.detach().cpu().float().clone(), "fingerprint": fingerprint}, buffer)
+        atomic_write_bytes(self.clean_scores_path(key), buffer.getvalue())
+        return self.clean_scores_path(key)

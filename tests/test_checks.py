@@ -149,16 +149,21 @@ def record(cell: str, attack: str, eps: float, robust: float, train_id: str = "t
     return {
         "cell_id": cell,
         "train_id": train_id,
-        "spec": {"attack": {"name": attack, "params": {"eps": eps, "norm": "linf", **params}},
-                 "eval_data": {"name": "synthetic", "params": {}}},
+        "spec": {
+            "attack": {"name": attack, "params": {"eps": eps, "norm": "linf", **params}},
+            "eval_data": {"name": "synthetic", "params": {}},
+        },
         "metrics": {"robust_acc": robust},
     }
 
 
 def test_store_flags_black_box_below_white_box_and_non_monotone_eps():
     records = [
-        record("a", "pgd", 4 / 255, 0.5), record("b", "pgd", 8 / 255, 0.3), record("c", "pgd", 16 / 255, 0.4),
-        record("d", "square", 8 / 255, 0.1), record("e", "apgd", 8 / 255, 0.25),
+        record("a", "pgd", 4 / 255, 0.5),
+        record("b", "pgd", 8 / 255, 0.3),
+        record("c", "pgd", 16 / 255, 0.4),
+        record("d", "square", 8 / 255, 0.1),
+        record("e", "apgd", 8 / 255, 0.25),
         record("f", "square", 8 / 255, 0.05, train_id="other"),  # another model: not compared
     ]
     flags = store_flags(records)
@@ -170,6 +175,33 @@ def test_store_flags_black_box_below_white_box_and_non_monotone_eps():
 
 
 def test_store_flags_quiet_on_a_sound_set():
-    records = [record("a", "pgd", 4 / 255, 0.5), record("b", "pgd", 8 / 255, 0.3),
-               record("d", "square", 8 / 255, 0.35)]
+    records = [
+        record("a", "pgd", 4 / 255, 0.5),
+        record("b", "pgd", 8 / 255, 0.3),
+        record("d", "square", 8 / 255, 0.35),
+    ]
     assert store_flags(records) == []
+
+
+def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(model, data, monkeypatch):
+    """The runner shares the checks of the model alone between the cells of one model and evaluation set:
+    a cell that reuses them gets exactly the flags a fresh computation gives, whatever ran before."""
+    import benchmark.checks as checks
+
+    x, y = data
+    fresh = {
+        name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, y == y, PROBE, seed=3)
+        for name in ("pgd", "fgsm")
+    }
+    calls = []
+    real = checks.model_checks
+    monkeypatch.setattr(checks, "model_checks", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    memo: dict = {}
+    shared = {
+        name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, y == y, PROBE, seed=3, memo=memo)
+        for name in ("pgd", "fgsm")
+    }
+    assert shared == fresh
+    assert len(calls) == 1 and len(memo) == 1  # fgsm reused pgd's model checks (same budget, same probe)
+    run_checks(model, ATTACKS.build("pgd", eps=4 / 255), x, y, y == y, PROBE, seed=3, memo=memo)
+    assert len(calls) == 2 and len(memo) == 2  # another budget is another entry

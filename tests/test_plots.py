@@ -9,7 +9,14 @@ from typer.testing import CliRunner
 
 from benchmark.cli import app
 from benchmark.errors import ConfigError
-from benchmark.plots import clean_vs_robust, cross_dataset, render_all, robust_vs_eps
+from benchmark.plots import (
+    afsl_ablation,
+    clean_vs_robust,
+    cross_dataset,
+    render_all,
+    robust_vs_eps,
+    transfer_matrix,
+)
 from benchmark.tables import tidy
 from results.store import RecordStore
 
@@ -42,6 +49,7 @@ def test_every_plot_is_written_as_png_and_svg_and_impossible_ones_say_why(frame,
     }
     assert all(p.stat().st_size > 1000 for p in written)
     assert "eval list" in skipped["cross_dataset"]
+    assert "transfer" in skipped["transfer_matrix"] and "AFSL variants" in skipped["afsl_ablation"]
     assert clean_vs_robust(frame).axes[0].get_title() == "tiny-cnn"
 
 
@@ -65,3 +73,25 @@ def test_cli_plot(tmp_path, frame):
     shown = CliRunner().invoke(app, ["plot", "--results-dir", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     assert (tmp_path / "plots" / "robust_vs_eps.svg").exists()
+
+
+def test_transfer_heatmap_is_surrogate_by_target():
+    records = [
+        record(defense, "transfer", robust, overrides=[f"attack.surrogate_detector={surrogate}"])
+        for defense, surrogate, robust in (("none", "meso4", 0.25), ("at", "meso4", 0.5), ("none", "resnet", 0.75))
+    ]
+    (ax,) = transfer_matrix(tidy(records)).axes
+    assert ax.get_xlabel() == "target (attacked model)" and ax.get_ylabel() == "surrogate (attack crafted on)"
+    assert sorted(t.get_text() for t in ax.texts) == ["25.0", "50.0", "75.0"]
+
+
+def test_afsl_ablation_bars_are_means_over_seeds_per_variant():
+    records = [
+        record("afsl", "pgd", robust, seed=seed, overrides=overrides)
+        for overrides, values in (([], (0.4, 0.6)), (["defense.use_asl=false"], (0.1, 0.3)))
+        for seed, robust in enumerate(values)
+    ]
+    (ax,) = afsl_ablation(tidy(records)).axes
+    heights = sorted(round(bar.get_height(), 1) for bar in ax.patches if bar.get_height() > 0)
+    assert heights == [20.0, 50.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["full AFSL", "(use_asl=False)"]

@@ -1,9 +1,12 @@
-"""The record store: round trips, atomic writes, and only finished records count."""
+"""The record store: round trips, atomic writes, only finished records count, the by-training-id index
+and the clean-score cache."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
+import torch
 
 from results.store import RecordStore
 
@@ -32,7 +35,7 @@ def test_failed_write_keeps_the_previous_record_and_leaves_no_temp_file(tmp_path
     with pytest.raises(KeyboardInterrupt):
         store.write({**_record(), "metrics": {"robust_acc": 0.0}}, pd.DataFrame({"x": [2]}))
     assert json.loads(store.record_path("abc").read_text())["metrics"]["robust_acc"] == 0.4
-    assert sorted(p.name for p in store.records.iterdir()) == ["abc.json", "abc.parquet"]
+    assert sorted(p.name for p in store.records.iterdir()) == [".lock", "abc.json", "abc.parquet"]
 
 
 def test_only_ok_records_are_finished(tmp_path) -> None:
@@ -40,3 +43,47 @@ def test_only_ok_records_are_finished(tmp_path) -> None:
     store.write(_record("bad", status="failed"), pd.DataFrame({"x": [1]}))
     assert store.finished("bad") is None and store.read("bad")["status"] == "failed"
     assert store.finished("missing") is None
+
+
+def _model_record(cell_id: str, train_id: str, status: str = "ok") -> dict:
+    return {**_record(cell_id, status), "train_id": train_id}
+
+
+def test_by_train_lists_exactly_the_records_of_one_model_and_iteration_lists_only_records(tmp_path) -> None:
+    store = RecordStore(tmp_path)
+    for cell_id, train_id in [("c1", "m1"), ("c2", "m2"), ("c3", "m1"), ("c4", "m2")]:
+        store.write(_model_record(cell_id, train_id), pd.DataFrame({"x": [1]}))
+    store.write_failure("c5", "m1", {}, {"type": "ValueError", "message": "boom", "traceback": ""})
+    store.write(_model_record("c1", "m1"), pd.DataFrame({"x": [2]}))  # a rewrite is listed once
+    assert [(r["cell_id"], r["status"]) for r in store.by_train("m1")] == [
+        ("c1", "ok"),
+        ("c3", "ok"),
+        ("c5", "failed"),
+    ]
+    assert [r["cell_id"] for r in store.by_train("m2")] == ["c2", "c4"]
+    assert list(store.by_train("never-trained")) == []
+    assert [r["cell_id"] for r in store] == ["c1", "c2", "c3", "c4", "c5"]
+
+    store.record_path("c3").unlink()  # a record deleted by hand (to rerun the cell) is not listed
+    assert [r["cell_id"] for r in store.by_train("m1")] == ["c1", "c5"]
+
+
+def test_a_store_written_before_the_index_existed_is_indexed_on_first_use(tmp_path) -> None:
+    store = RecordStore(tmp_path)
+    store.write(_model_record("c1", "m1"), pd.DataFrame({"x": [1]}))
+    store.write(_model_record("c2", "m2"), pd.DataFrame({"x": [1]}))
+    shutil.rmtree(store.by_train_index)  # as an older version left it
+    store.write(_model_record("c3", "m1"), pd.DataFrame({"x": [1]}))  # the new version lists its own
+    assert [r["cell_id"] for r in store.by_train("m1")] == ["c1", "c3"]
+    assert [r["cell_id"] for r in store.by_train("m2")] == ["c2"]
+
+
+def test_clean_scores_round_trip_exactly_and_only_for_the_same_fingerprint(tmp_path) -> None:
+    store = RecordStore(tmp_path)
+    scores = torch.tensor([0.1, -2.5e-7, 3.0e5, -0.0], dtype=torch.float32)
+    assert store.clean_scores("k", "weights1") is None
+    store.write_clean_scores("k", scores, "weights1")
+    assert torch.equal(store.clean_scores("k", "weights1"), scores)
+    assert store.clean_scores("k", "weights2") is None, "other weights: recompute"
+    assert store.clean_scores("other", "weights1") is None
+    assert [p.name for p in store.clean_cache.iterdir()] == ["k.pt"]

@@ -83,12 +83,83 @@ def test_suite_crosses_its_lists_and_runs_a_distortion_once_per_eps_list(tmp_pat
     ("""
      [sweep
      """, ["not valid TOML"]),
+    ("""
+     [[sweep]]
+     detectors = ["tiny-cnn"]
+     defenses = ["none"]
+     attacks = ["pgd"]
+     data = ["synthetic"]
+
+     [[sweep]]
+     detectors = ["tiny-cnn"]
+     defenses = ["none", {name = "afsl", use_asll = false}]
+     attacks = ["pgd"]
+     data = ["synthetic"]
+     """, ["line 10", "no parameter 'use_asll'", "Did you mean 'use_asl'?"]),
+    ("""
+     [sweep]
+     detectors = ["tiny-cnn"]
+     defenses = [{use_asl = false}]
+     attacks = ["pgd"]
+     data = ["synthetic"]
+     """, ["needs a name"]),
+    ("""
+     [sweep]
+     detectors = ["tiny-cnn"]
+     defenses = ["none"]
+     attacks = ["pgd"]
+     data = ["synthetic"]
+
+     [eval.synthetic]
+     samples = 0
+     """, ["eval.samples=0", "positive number"]),
 ])
 def test_a_bad_suite_fails_before_anything_runs_naming_the_line(body, words, tmp_path):
     with pytest.raises(ConfigError) as err:
         load_suite(suite_file(tmp_path, body))
     for word in words:
         assert word in str(err.value), str(err.value)
+
+
+def test_inline_entries_and_several_grids_make_one_deduplicated_suite(tmp_path):
+    suite = load_suite(suite_file(tmp_path, """
+        [[sweep]]
+        detectors = ["tiny-cnn"]
+        defenses = ["none", "afsl", {name = "afsl", use_asl = false}]
+        attacks = ["pgd"]
+        data = ["synthetic"]
+
+        [[sweep]]
+        detectors = ["tiny-cnn"]
+        defenses = ["none"]
+        attacks = ["pgd", {name = "transfer", surrogate_detector = "meso4"}]
+        data = ["synthetic"]
+
+        [eval.synthetic]
+        samples = 50
+    """))
+    specs = [c.to_json() for c in suite.cells]
+    assert len(specs) == 4  # none x pgd is in both grids and runs once
+    afsl = [s["defense"]["params"]["use_asl"] for s in specs if s["defense"]["name"] == "afsl"]
+    assert sorted(afsl) == [False, True]
+    (transfer,) = [s for s in specs if s["attack"]["name"] == "transfer"]
+    assert transfer["attack"]["params"]["surrogate_detector"] == "meso4"
+    assert all(s["eval_data"]["params"]["samples"] == 50 for s in specs)
+
+
+def test_eval_samples_is_a_fixed_subset_of_the_test_split(tmp_path):
+    from benchmark.runner import evaluation_set, load_dataset, plan_cell
+
+    small = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32"]
+    full = plan_cell("tiny-cnn", "none", "pgd", "synthetic", overrides=small)
+    assert "samples" not in full.eval_data.params  # unset: the ids of full-split cells do not change
+    bundle = load_dataset(full.training.train_data)
+    cells = [plan_cell("tiny-cnn", "none", a, "synthetic", None, [*small, "eval.samples=10"], s)
+             for a, s in (("pgd", 0), ("fgsm", 1))]
+    picked = [evaluation_set(c, bundle).test.sample_ids for c in cells]
+    assert len(picked[0]) == 10 and picked[0] == picked[1]  # every cell and seed sees the same images
+    assert set(picked[0]) <= set(bundle.test.sample_ids) and len(set(picked[0])) == 10
+    assert evaluation_set(full, bundle).test is bundle.test
 
 
 def test_sweep_runs_once_skips_finished_cells_and_records_a_failing_cell(tmp_path):

@@ -76,3 +76,20 @@ def test_cli_table_csv_and_empty_store(tmp_path):
     assert "defense,pgd 8/255" in shown.output and "at,50.0" in shown.output and "none,25.0" in shown.output
     empty = CliRunner().invoke(app, ["table", "--results-dir", str(tmp_path / "none")])
     assert empty.exit_code == 2 and "no finished records" in empty.output
+
+
+def test_transfer_matrix_is_surrogate_by_target_per_budget():
+    def transfer(defense, detector, robust, seed=0):
+        return record(defense, "transfer", robust, seed, [f"attack.surrogate_detector={detector}"])
+
+    records = [
+        transfer("none", "meso4", 0.2), transfer("none", "meso4", 0.4, seed=1), transfer("at", "meso4", 0.7),
+        transfer("none", "resnet", 0.3), record("none", "pgd", 0.0),  # not a transfer cell: left out
+    ]
+    ((where, table),) = pivot(tidy(records), rows="surrogate", columns="target")
+    assert where == {"train_data": "synthetic", "eval_data": "synthetic", "budget": "8/255"}
+    assert list(table.columns) == ["tiny-cnn + at", "tiny-cnn + none"]
+    assert table.loc["meso4 + none", "tiny-cnn + none"] == "30.0 ± 14.1 (n=2)"
+    assert table.loc["resnet + none", "tiny-cnn + at"] == "-"
+    with pytest.raises(ConfigError, match="transfer"):
+        pivot(tidy([record("none", "pgd", 0.0)]), rows="surrogate", columns="target")

@@ -1,0 +1,379 @@
+"""The leaderboard: ``leaderboard.md``'s generated block, its plots and RobustBench-style entries, rendered
+from the records of one suite (``suites/leaderboard.toml``).
+
+``afsl-bench leaderboard`` reads the finished records of the suite's cells from the store, writes a compact
+copy of them (``results/leaderboard/records.jsonl``: spec, metrics, flags, timings and environment of each
+cell; committed, so the block can be checked and re-rendered without re-running anything), renders the
+markdown block and the plots from that copy, and replaces only the text between the markers in
+``leaderboard.md``. A test re-renders the block from the committed copy and fails when it is stale, or when
+the suite plans cells the copy does not hold.
+
+RobustBench (Croce et al., NeurIPS 2021 Datasets and Benchmarks, https://arxiv.org/abs/2010.09670) lists a
+model as one ``model_info`` JSON file; ``model_info`` writes ours in that shape (``autoattack_acc`` is
+``autoattack-binary``'s robust accuracy: the binary-safe ensemble, docs/attacks.md), without importing
+robustbench (its PyPI release cannot be imported).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.errors import ConfigError
+from benchmark.sweep import Suite
+from benchmark.tables import eps_label, pivot, tidy, to_markdown
+from results.store import RecordStore, atomic_write_bytes
+
+BEGIN = "<!-- BEGIN GENERATED: afsl-bench leaderboard -->"
+END = "<!-- END GENERATED: afsl-bench leaderboard -->"
+SUITE = Path("suites/leaderboard.toml")
+EXPORT = Path("results/leaderboard/records.jsonl")
+PLOTS = Path("results/leaderboard/plots")
+MODEL_INFO = Path("results/leaderboard/model_info")
+#: the ranking attack: the strongest evaluation of the zoo (RobustBench ranks by AutoAttack)
+RANKING = "autoattack-binary"
+#: what the data sets of the committed leaderboard are, said next to every table
+DATA_NOTES = {
+    "synthetic": "the embedded procedural face set (rendered faces with planted forgery cues; not real faces)",
+    "synthetic-hq": "the same generator at higher quality (a shifted test distribution; not real faces)",
+}
+
+
+def compact(record: dict[str, Any]) -> dict[str, Any]:
+    """What the leaderboard keeps of a record: enough to render every table and plot and to say how and
+    where each number was produced (the per-epoch history and per-sample table stay in the store)."""
+    flags = record.get("flags", {})
+    return {
+        "cell_id": record["cell_id"],
+        "train_id": record["train_id"],
+        "status": record["status"],
+        "spec": record["spec"],
+        "metrics": record["metrics"],
+        "n_samples": record["n_samples"],
+        "n_attacked": record["n_attacked"],
+        "perturbation": record.get("perturbation", {}),
+        "flags": {
+            "checked": flags.get("checked", False),
+            "raised": flags.get("raised", []),
+            "store": [f["flag"] for f in flags.get("store", [])],
+        },
+        "training_s": record["timings"].get("train_s"),
+        "timings": record["timings"],
+        "env": {k: record["env"].get(k) for k in ("afsl_bench", "git_sha", "torch", "device", "device_name")},
+        "created": record["created"],
+    }
+
+
+def collect(suite: Suite, results_dir: Path | str, partial: bool = False) -> list[dict[str, Any]]:
+    """The compact records of every cell of the suite; a missing cell is an error unless ``partial``."""
+    store = RecordStore(results_dir)
+    found = {c.cell_id: store.finished(c.cell_id) for c in suite.cells}
+    missing = [cell_id for cell_id, record in found.items() if record is None]
+    if missing and not partial:
+        raise ConfigError(
+            f"{len(missing)} of {len(found)} cells of {suite.path} have no finished record in {results_dir}: "
+            f"run `afsl-bench sweep {suite.path}` first (or pass --partial to render what there is)"
+        )
+    return [compact(r) for r in found.values() if r is not None]
+
+
+def write_export(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    lines = [json.dumps(r, sort_keys=True) for r in sorted(records, key=lambda r: r["cell_id"])]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def read_export(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ConfigError(f"'{path}' does not exist: run `afsl-bench leaderboard` to write it")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with the part between the markers replaced by ``block``; the rest is kept byte for byte."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ConfigError(f"leaderboard file needs exactly one pair of markers:\n{BEGIN}\n{END}")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{block.strip()}\n{END}{tail}"
+
+
+def current_block(text: str) -> str:
+    return text.split(BEGIN)[1].split(END)[0].strip()
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def family(attack: str) -> str:
+    """white-box (gradients), black-box (scores or a surrogate only) or distortion (no adversary)."""
+    from attacks import ATTACKS
+
+    if "severity" in ATTACKS.params_of(attack):
+        return "distortion"
+    return "white-box" if ATTACKS.get(attack).requires_grad else "black-box"
+
+
+FAMILIES = {
+    "white-box": "White-box attacks (the attacker has the model's gradients)",
+    "black-box": "Black-box attacks (scores only, or a surrogate model)",
+    "distortion": "Distortions (no adversary: compression, blur, noise, resizing, colour)",
+}
+
+
+def render(records: list[dict[str, Any]], suite_path: Path | str, plots: dict[str, str]) -> str:
+    """The markdown block: settings, the ranking, one table per attack family, the AFSL ablation, the
+    transfer matrix, cross-dataset clean accuracy, flags and plots."""
+    if not records:
+        return (
+            "_No records yet: run `afsl-bench sweep suites/leaderboard.toml`, then `afsl-bench leaderboard`._"
+        )
+    frame = tidy(records)
+    frame["family"] = frame["attack_name"].map(family)
+    main = frame[frame["defense_name"].ne("afsl") | frame["defense"].eq("afsl")]
+    parts = [settings(records, frame, suite_path), ranking(main)]
+    for name, title in FAMILIES.items():
+        part = main[(main["family"] == name) & main["surrogate"].isna()]
+        if name == "black-box":  # the default transfer cell (resnet surrogate) is a black-box column
+            part = main[
+                (main["family"] == name) & (main["attack_name"].ne("transfer") | is_default_transfer(main))
+            ]
+        if len(part):
+            parts.append(section(f"### {title}", part, "robust_acc"))
+    parts += [ablation(frame), transfer(frame), cross_dataset(main), flags(records), figures(plots)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def is_default_transfer(frame: pd.DataFrame) -> pd.Series:
+    return frame["attack"].str.match(r"^transfer [^(]*$")
+
+
+def settings(records: list[dict[str, Any]], frame: pd.DataFrame, suite_path: Path | str) -> str:
+    first = records[0]
+    train = first["spec"]["train"]["params"]
+    models = {r["train_id"] for r in records}
+    seeds = sorted(frame["seed"].unique())
+    compute_s = sum(r["timings"]["total_s"] for r in records)
+    train_s = sum({r["train_id"]: r["training_s"] or 0.0 for r in records}.values())
+    devices = sorted({f"{r['env']['device']} ({r['env']['device_name'] or 'unknown'})" for r in records})
+    shas = sorted({(r["env"]["git_sha"] or "unknown")[:10] for r in records})
+    created = sorted(r["created"] for r in records)
+    data = sorted(set(frame["train_data"]) | set(frame["eval_data"]))
+    return "\n".join(
+        [
+            (
+                f"Rendered by `afsl-bench leaderboard` from the {len(records)} records of `{suite_path}` "
+                f"({len(models)} trained models, seeds {', '.join(map(str, seeds))}; every number is the mean "
+                f"± sd over the seeds, in %). Reproduce: `afsl-bench sweep {suite_path}` then "
+                "`afsl-bench leaderboard`."
+            ),
+            "",
+            "- **Data (synthetic, not real faces):** "
+            + "; ".join(f"`{d}`: {DATA_NOTES.get(d, 'see afsl-bench list datasets')}" for d in data)
+            + f". Test split: {first['n_samples']} images. Numbers here say how the methods compare on this"
+            " set; they are not FaceForensics++ or Celeb-DF results.",
+            (
+                f"- **Training:** {train['epochs']} epochs, batch {train['batch_size']}, AdamW lr {train['lr']}, "
+                f"model selection on `{train.get('select', 'val')}`; AT / TRADES / AFSL train against PGD-4 at "
+                "L-inf 8/255 (defaults: `afsl-bench list defenses --params`)."
+            ),
+            (
+                "- **Threat model:** L-inf eps 8/255 on [0, 1] RGB unless a column says otherwise, both directions "
+                "attacked (real -> fake and fake -> real); parameters that differ from the defaults are written "
+                "next to the attack's name. Robust accuracy counts a sample correct when its attacked version is "
+                "still classified correctly (the unattacked clean errors count as errors)."
+            ),
+            (
+                f"- **Compute:** {compute_s / 60:.0f} min of cell time (training {train_s / 60:.0f} min of it) on "
+                f"{', '.join(devices)}; records written {created[0]} to {created[-1]}; code {', '.join(shas)}."
+            ),
+        ]
+    )
+
+
+def ranking(frame: pd.DataFrame) -> str:
+    """Detector + defense ranked by robust accuracy under the ranking attack, in-domain first."""
+    rows = frame[frame["attack_name"] == RANKING]
+    if rows.empty:
+        return ""
+    groups = rows.groupby(["train_data", "eval_data", "detector", "defense"])
+    table = groups.agg(
+        clean=("clean_acc", "mean"),
+        clean_sd=("clean_acc", "std"),
+        robust=("robust_acc", "mean"),
+        robust_sd=("robust_acc", "std"),
+        n=("seed", "nunique"),
+    ).reset_index()
+    table = table.sort_values(["eval_data", "robust", "clean"], ascending=[True, False, False])
+    lines = [
+        f"### Ranking: robust accuracy under `{RANKING}` (APGD-CE, APGD-margin, Square; L-inf 8/255)",
+        "",
+        "| # | detector | defense | trained on -> evaluated on | clean | robust | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for eval_data, part in table.groupby("eval_data", sort=False):
+        for rank, row in enumerate(part.itertuples(), start=1):
+            lines.append(
+                f"| {rank} | {row.detector} | {row.defense} | {row.train_data} -> {eval_data} | "
+                f"{_pm(row.clean, row.clean_sd)} | **{_pm(row.robust, row.robust_sd)}** | {row.n} |"
+            )
+    return "\n".join(lines)
+
+
+def _pm(mean: float, sd: float) -> str:
+    return f"{100 * mean:.1f}" if math.isnan(sd) else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+
+def section(title: str, frame: pd.DataFrame, metric: str) -> str:
+    """One table per detector and data-set pair: defenses down, attacks across, with the clean column."""
+    parts = [title]
+    clean = frame.drop_duplicates(["detector", "defense", "train_data", "eval_data", "seed"])
+    clean_tables = pivot(clean.assign(attack="clean"), "clean_acc", rows="defense", columns="attack")
+    for where, table in pivot(frame, metric, rows="defense", columns="attack"):
+        clean_column = next(t for w, t in clean_tables if w == where)
+        table = pd.concat([clean_column, table], axis=1).fillna("-")
+        parts.append(f"**{_where(dict(where))}**\n\n{to_markdown(_plain(table))}")
+    return "\n\n".join(parts)
+
+
+def _plain(table: pd.DataFrame) -> pd.DataFrame:
+    """Seeds are stated once in the settings: drop the per-cell '(n=3)'."""
+    return table.map(lambda v: v.split(" (n=")[0] if isinstance(v, str) else v)
+
+
+def _where(where: dict[str, Any]) -> str:
+    shown = [str(where.pop("detector", ""))]
+    if "train_data" in where:
+        shown.append(f"{where.pop('train_data')} -> {where.pop('eval_data')}")
+    shown += [f"{k} {v}" for k, v in where.items()]
+    return ", ".join(s for s in shown if s)
+
+
+def ablation(frame: pd.DataFrame) -> str:
+    part = frame[frame["defense_name"] == "afsl"]
+    if part["defense"].nunique() < 2:
+        return ""
+    part = part[
+        part["attack_name"].isin(part.groupby("attack_name")["defense"].nunique().loc[lambda s: s > 1].index)
+    ]
+    return section(
+        "### AFSL ablation (Khan et al. 2024: L_dcl + 1·L_asl + 0.1·L_srl; one term switched off per row)",
+        part,
+        "robust_acc",
+    )
+
+
+def transfer(frame: pd.DataFrame) -> str:
+    part = frame[frame["surrogate"].notna()]
+    if part["surrogate"].nunique() < 2:
+        return ""
+    parts = [
+        "### Transfer matrix: robust accuracy of the target (columns) under PGD crafted on a surrogate (rows)"
+    ]
+    for where, table in pivot(part, "robust_acc", rows="surrogate", columns="target"):
+        parts.append(f"**{_where(dict(where))}**\n\n{to_markdown(_plain(table))}")
+    return "\n\n".join(parts)
+
+
+def cross_dataset(frame: pd.DataFrame) -> str:
+    if frame["eval_data"].nunique() < 2:
+        return ""
+    clean = frame.drop_duplicates(["detector", "defense", "train_data", "eval_data", "seed"])
+    clean = clean.assign(target=clean["detector"] + " + " + clean["defense"])
+    stats = clean.groupby(["target", "eval_data"])["clean_acc"].agg(["mean", "std"])
+    table = stats.apply(lambda s: _pm(s["mean"], s["std"]), axis=1).unstack("eval_data")
+    table.index.name = "detector + defense"
+    train = ", ".join(sorted(frame["train_data"].unique()))
+    return f"### Cross-dataset: clean accuracy, trained on {train}\n\n{to_markdown(table)}"
+
+
+def flags(records: list[dict[str, Any]]) -> str:
+    checked = [r for r in records if r["flags"]["checked"]]
+    raised = [
+        (r, name)
+        for r in records
+        for name in [*r["flags"]["raised"], *(f"{s} (across records)" for s in r["flags"]["store"])]
+    ]
+    head = (
+        f"### Gradient-masking checks (docs/checks.md)\n\n{len(checked)} of {len(records)} cells ran the "
+        "per-cell probes (zero gradients, saturated CE, randomised forward pass, black-box stronger than "
+        "white-box, robust accuracy not falling with eps, robust at L-inf 0.5)."
+    )
+    if not raised:
+        return head + " No flag was raised."
+    lines = [head + f" Flags raised in {len({r['cell_id'] for r, _ in raised})} cells:", ""]
+    lines += ["| cell | what | flag |", "|---|---|---|"]
+    frame = tidy([r for r, _ in raised]).set_index("cell_id")
+    for record, name in raised:
+        row = frame.loc[record["cell_id"]]
+        what = f"{row['detector']} + {row['defense']} vs {row['attack']}, {row['train_data']} -> {row['eval_data']}, seed {row['seed']}"
+        lines.append(f"| `{record['cell_id']}` | {what} | {name} |")
+    return "\n".join(lines)
+
+
+def plot_links(plots_dir: Path, page: Path) -> dict[str, str]:
+    """{plot: path relative to the page} for the PNGs present, in the order ``benchmark.plots`` draws them."""
+    from benchmark.plots import PLOTS as ORDER
+
+    present = {p.stem: p for p in plots_dir.glob("*.png")}
+    return {
+        name: Path(present[name]).resolve().relative_to(page.resolve().parent).as_posix()
+        for name in ORDER
+        if name in present
+    }
+
+
+def figures(plots: dict[str, str]) -> str:
+    if not plots:
+        return ""
+    return "### Plots\n\n" + "\n\n".join(f"![{name}]({path})" for name, path in plots.items())
+
+
+# ----------------------------------------------------------------------------------- RobustBench export
+
+
+def model_info(records: list[dict[str, Any]]) -> dict[Path, dict[str, Any]]:
+    """One RobustBench ``model_info`` entry per (detector, defense, train set, eval set) with a ranking
+    record, mean over seeds; keyed by its relative path ``<eval set>/Linf/<name>.json``."""
+    frame = tidy(records)
+    rows = frame[(frame["attack_name"] == RANKING) & (frame["norm"] == "linf")]
+    out = {}
+    for (detector, defense, train_data, eval_data, eps), part in rows.groupby(
+        ["detector", "defense", "train_data", "eval_data", "eps"]
+    ):
+        name = f"{detector}-{defense}-{train_data}".replace(" ", "").replace("(", "_").replace(")", "")
+        name = name.replace(",", "_").replace("=", "-")
+        out[Path(eval_data) / "Linf" / f"{name}.json"] = {
+            "link": "",
+            "name": f"{detector} + {defense} (afsl-bench)",
+            "authors": "afsl-bench",
+            "additional_data": False,
+            "number_forward_passes": 1,
+            "dataset": eval_data,
+            "venue": "afsl-bench leaderboard",
+            "architecture": detector,
+            "eps": eps_label(eps, "linf"),
+            "clean_acc": f"{100 * part['clean_acc'].mean():.2f}",
+            "reported": "",
+            "autoattack_acc": f"{100 * part['robust_acc'].mean():.2f}",
+            "footnote": (
+                f"Trained on {train_data}; mean of {part['seed'].nunique()} seeds. autoattack_acc is "
+                "afsl-bench's binary-safe ensemble (APGD-CE, APGD-margin, Square), not AutoAttack's standard "
+                "version, whose DLR and targeted members need three or more classes."
+            ),
+            "unreliable": False,
+        }
+    return out
+
+
+def write_model_info(root: Path, entries: dict[Path, dict[str, Any]]) -> list[Path]:
+    written = []
+    for relative, entry in sorted(entries.items()):
+        path = root / relative
+        atomic_write_bytes(path, (json.dumps(entry, indent=2) + "\n").encode())
+        written.append(path)
+    return written

@@ -1,0 +1,158 @@
+"""`afsl-bench leaderboard`: the generated block of leaderboard.md, its plots and the RobustBench entries come
+from the records of the leaderboard suite only, and the committed block is never stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from benchmark import leaderboard as lb
+from benchmark.cli import app
+from benchmark.errors import ConfigError
+from benchmark.sweep import load_suite
+from results.store import RecordStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = """
+[[sweep]]
+detectors = ["tiny-cnn"]
+defenses = ["none", "at", "afsl", {name = "afsl", use_asl = false}]
+attacks = ["autoattack-binary", "jpeg"]
+data = ["synthetic"]
+eval = ["synthetic", "synthetic-hq"]
+seeds = [0, 1]
+
+[[sweep]]
+detectors = ["tiny-cnn"]
+defenses = ["none", "at"]
+attacks = [{name = "transfer", surrogate_detector = "tiny-cnn"}, {name = "transfer", surrogate_detector = "meso4"}]
+data = ["synthetic"]
+"""
+
+ROBUST = {"none": 0.05, "at": 0.40, "afsl": 0.30}
+
+
+def fake_record(cell, robust: float) -> dict:
+    spec = cell.to_json()
+    return {
+        "cell_id": cell.cell_id,
+        "train_id": cell.training.train_id,
+        "status": "ok",
+        "spec": spec,
+        "metrics": {"clean_acc": 0.9 - 0.01 * spec["seed"], "robust_acc": robust + 0.02 * spec["seed"]},
+        "n_samples": 600,
+        "n_attacked": 600,
+        "perturbation": {},
+        "flags": {"checked": True, "raised": [], "store": []},
+        "timings": {"train_s": 20.0, "total_s": 30.0},
+        "env": {"afsl_bench": "0.1.0", "git_sha": "abc", "torch": "2.14.1", "device": "cpu", "device_name": "x"},
+        "created": f"2026-11-26T00:00:{spec['seed']:02d}Z",
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, Path]:
+    suite = tmp_path / "board.toml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    store = RecordStore(results)
+    for cell in load_suite(suite).cells:
+        defense = cell.training.defense
+        robust = ROBUST[defense.name] - (0.1 if defense.params.get("use_asl") is False else 0.0)
+        store.write(fake_record(cell, robust), pd.DataFrame({"sample_id": ["a"]}))
+    page = tmp_path / "leaderboard.md"
+    page.write_text(f"# Board\n\nhand-written intro\n\n{lb.BEGIN}\nold\n{lb.END}\n\nhand-written footer\n")
+    return suite, results
+
+
+def invoke(suite: Path, results: Path, *extra: str):
+    page, export = suite.parent / "leaderboard.md", suite.parent / "board" / "records.jsonl"
+    args = ["leaderboard", "--suite", str(suite), "--results-dir", str(results), "--output", str(page)]
+    return CliRunner().invoke(app, [*args, "--export", str(export), *extra])
+
+
+def test_leaderboard_rewrites_only_the_block_and_ranks_by_the_ensemble(store):
+    suite, results = store
+    shown = invoke(suite, results)
+    assert shown.exit_code == 0, shown.output
+    text = (suite.parent / "leaderboard.md").read_text()
+    assert text.startswith("# Board\n\nhand-written intro\n\n") and text.endswith("\n\nhand-written footer\n")
+    block = lb.current_block(text)
+    assert "old" not in block.split("\n")
+    ranking = block.split("### Ranking")[1].split("###")[0]
+    rows = [line for line in ranking.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    # in-domain: AT (40 + 1 over seeds 0 and 1) ranks first, mean ± sd over the two seeds
+    assert rows[0].startswith("| 1 | tiny-cnn | at | synthetic -> synthetic | 89.5 ± 0.7 | **41.0 ± 1.4** | 2 |")
+    assert "not real faces" in block and "seeds 0, 1" in block
+    assert "### AFSL ablation" in block and "(use_asl=False)" in block
+    transfer = block.split("### Transfer matrix")[1]
+    assert "| surrogate | tiny-cnn + at | tiny-cnn + none |\n|---|---|---|\n| meso4 + none | 40.0 | 5.0 |" in transfer
+    assert "No flag was raised" in block
+    plots = suite.parent / "board" / "plots"
+    assert {p.name for p in plots.glob("*.png")} >= {"transfer_matrix.png", "afsl_ablation.png", "cross_dataset.png"}
+    assert "![afsl_ablation](board/plots/afsl_ablation.png)" in block
+
+
+def test_robustbench_model_info_entries(store):
+    suite, results = store
+    assert invoke(suite, results).exit_code == 0
+    entry = json.loads((suite.parent / "board/model_info/synthetic/Linf/tiny-cnn-at-synthetic.json").read_text())
+    assert set(entry) == {
+        "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+        "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable",
+    }
+    assert entry["eps"] == "8/255" and entry["autoattack_acc"] == "41.00" and entry["clean_acc"] == "89.50"
+    assert (suite.parent / "board/model_info/synthetic-hq/Linf").is_dir()
+
+
+def test_missing_cells_fail_with_the_sweep_command_unless_partial(store):
+    suite, results = store
+    victim = next((results / "records").glob("*.json"))
+    victim.unlink()
+    shown = invoke(suite, results)
+    assert shown.exit_code == 2 and "afsl-bench sweep" in shown.output and "--partial" in shown.output
+    assert invoke(suite, results, "--partial").exit_code == 0
+
+
+def test_rerender_from_the_export_needs_no_store(store, tmp_path):
+    suite, results = store
+    assert invoke(suite, results).exit_code == 0
+    first = (suite.parent / "leaderboard.md").read_text()
+    shown = invoke(suite, tmp_path / "empty", "--from-export")
+    assert shown.exit_code == 0, shown.output
+    assert (suite.parent / "leaderboard.md").read_text() == first
+
+
+def test_markers_are_required():
+    with pytest.raises(ConfigError, match="markers"):
+        lb.replace_block("no markers here", "x")
+    with pytest.raises(ConfigError, match="markers"):
+        lb.replace_block(f"{lb.END}\n{lb.BEGIN}", "x")
+
+
+def test_committed_leaderboard_is_current():
+    """The committed block is what the committed records render to, and they cover exactly the committed
+    suite's cells: a changed suite, default or renderer without `afsl-bench leaderboard` fails here."""
+    records = lb.read_export(ROOT / lb.EXPORT)
+    planned = {c.cell_id for c in load_suite(ROOT / lb.SUITE).cells}
+    held = {r["cell_id"] for r in records}
+    assert planned == held, (
+        f"suites/leaderboard.toml plans {len(planned - held)} cells the committed records lack and the records "
+        f"hold {len(held - planned)} it no longer plans: rerun `afsl-bench sweep {lb.SUITE}` and "
+        "`afsl-bench leaderboard`"
+    )
+    page = ROOT / "leaderboard.md"
+    plots = lb.plot_links(ROOT / lb.PLOTS, page)
+    assert all((page.parent / path).is_file() for path in plots.values())
+    expected = lb.render(records, lb.SUITE, plots)
+    assert lb.current_block(page.read_text()) == expected.strip(), (
+        "leaderboard.md is stale: run `afsl-bench leaderboard --from-export`"
+    )
+    entries = lb.model_info(records)
+    for relative, entry in entries.items():
+        assert json.loads((ROOT / lb.MODEL_INFO / relative).read_text()) == entry
