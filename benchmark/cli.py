@@ -320,6 +320,7 @@ def leaderboard(
         bool, typer.Option(help="re-render from the committed copy instead of the store (no records needed)")
     ] = False,
     partial: Annotated[bool, typer.Option(help="render even when some cells have no record yet")] = False,
+    plots: Annotated[bool, typer.Option(help="redraw the plots (--no-plots keeps the files there)")] = True,
 ) -> None:
     """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries."""
     from benchmark import leaderboard as lb
@@ -335,9 +336,9 @@ def leaderboard(
         records = lb.collect(load_suite(suite), results_dir, partial)
         lb.write_export(export, records)
     plots_dir = export.parent / "plots"
-    for old in [*plots_dir.glob("*.png"), *plots_dir.glob("*.svg")]:
+    for old in [*plots_dir.glob("*.png"), *plots_dir.glob("*.svg")] if plots else []:
         old.unlink()  # a plot the records no longer support must not stay linked
-    if records:
+    if records and plots:
         _, skipped = render_all(tidy(records), plots_dir)
         for name, why in skipped.items():
             err.print(f"skipped plot {name}: {why}", highlight=False)
@@ -447,6 +448,90 @@ def _caption(record: dict[str, Any], cached: bool) -> str:
         f"{record['n_samples']} test samples ({record['n_attacked']} attacked); {how}; "
         f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}"
     )
+
+
+@app.command()
+@user_errors
+def prepare(
+    dataset: Annotated[
+        str, typer.Argument(help="raw data set: ff++, faceshifter, deeperforensics, celeb-df, dfdc")
+    ],
+    root: Annotated[Path, typer.Option(help="the raw data set's folder, in its published layout")],
+    store_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="the store (default: $AFSL_DATA/<dataset>, else data/prepared/<dataset>)"),
+    ] = None,
+    frames: Annotated[int, typer.Option(help="frames sampled evenly per video (DeepfakeBench: 32)")] = 32,
+    size: Annotated[int, typer.Option(help="crop side in pixels (DeepfakeBench: 256)")] = 64,
+    scale: Annotated[float, typer.Option(help="crop side / face box side")] = 1.3,
+    face_detector: Annotated[str, typer.Option(help="haar (OpenCV) or mtcnn (facenet-pytorch)")] = "haar",
+    workers: Annotated[int, typer.Option(help="processes decoding videos in parallel (0: this one)")] = 2,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="a layout parameter KEY=VALUE, e.g. compression=c40 or methods=Deepfakes"),
+    ] = None,
+) -> None:
+    """Decode raw videos, crop the largest face of N evenly spaced frames, write a prepared store."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from benchmark.data.prepared import store_path
+    from benchmark.params import typed_params
+    from benchmark.prepare import LAYOUTS, PrepareOptions
+    from benchmark.prepare import prepare as run_prepare
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    params = {k: p for k, p in LAYOUTS.params_of(dataset).items() if k != "root"}
+    layout = typed_params("layout", dataset, _key_values(set_ or []), params)
+    options = PrepareOptions(frames, size, scale, face_detector, workers)
+    store = store_dir or store_path(dataset, "")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task(f"prepare {dataset}", total=None)
+        summary = run_prepare(
+            dataset,
+            root,
+            store,
+            options,
+            layout,
+            on_start=lambda todo, skipped: progress.update(task, total=todo),
+            on_video=lambda result: progress.advance(task),
+        )
+    out.print(prepare_table(dataset, summary))
+    for video, reason in list(summary["corrupt"].items())[:5]:
+        out.print(f"corrupt: {video}: {reason}", markup=False, highlight=False)
+    out.print(f"store: {store} (manifest.parquet, summary.json)", markup=False, highlight=False)
+
+
+def _key_values(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{item}' must look like KEY=VALUE, e.g. compression=c40")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def prepare_table(dataset: str, summary: dict[str, Any]) -> Table:
+    """The counts of a prepared store: videos per split and label, frames, faces, and what went wrong."""
+    table = Table(title=f"prepared {dataset}")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for split, labels in summary["videos_by_split"].items():
+        table.add_row(f"{split} videos (real / fake)", f"{labels['real']} / {labels['fake']}")
+    rows = [
+        ("frames stored", "frames"),
+        ("frames with a face", "faces_found"),
+        ("frames without a face", "no_face_frames"),
+        ("videos without any face", "videos_without_faces"),
+        ("corrupt videos", "corrupt_videos"),
+        ("videos missing or in no split", "missing_videos"),
+    ]
+    for name, key in rows:
+        table.add_row(name, str(summary[key]))
+    run = summary["this_run"]
+    table.add_row("this run: prepared / skipped (done before)", f"{run['prepared']} / {run['skipped']}")
+    return table
 
 
 if __name__ == "__main__":

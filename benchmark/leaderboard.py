@@ -37,6 +37,7 @@ PLOTS = Path("results/leaderboard/plots")
 MODEL_INFO = Path("results/leaderboard/model_info")
 #: the ranking attack: the strongest evaluation of the zoo (RobustBench ranks by AutoAttack)
 RANKING = "autoattack-binary"
+OPTIMIZERS = {"adam": "AdamW", "sgd": "SGD (momentum 0.9, Nesterov)"}
 #: what the data sets of the committed leaderboard are, said next to every table
 DATA_NOTES = {
     "synthetic": "the embedded procedural face set (rendered faces with planted forgery cues; not real faces)",
@@ -56,6 +57,7 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
         "metrics": record["metrics"],
         "n_samples": record["n_samples"],
         "n_attacked": record["n_attacked"],
+        "test_of": record.get("data", {}).get("test_samples_of"),
         "perturbation": record.get("perturbation", {}),
         "flags": {
             "checked": flags.get("checked", False),
@@ -174,12 +176,14 @@ def settings(records: list[dict[str, Any]], frame: pd.DataFrame, suite_path: Pat
             "",
             "- **Data (synthetic, not real faces):** "
             + "; ".join(f"`{d}`: {DATA_NOTES.get(d, 'see afsl-bench list datasets')}" for d in data)
-            + f". Test split: {first['n_samples']} images. Numbers here say how the methods compare on this"
+            + f". {_test_set(first)} Numbers here say how the methods compare on this"
             " set; they are not FaceForensics++ or Celeb-DF results.",
             (
-                f"- **Training:** {train['epochs']} epochs, batch {train['batch_size']}, AdamW lr {train['lr']}, "
-                f"model selection on `{train.get('select', 'val')}`; AT / TRADES / AFSL train against PGD-4 at "
-                "L-inf 8/255 (defaults: `afsl-bench list defenses --params`)."
+                f"- **Training:** {train['epochs']} epochs, batch {train['batch_size']}, "
+                f"{OPTIMIZERS.get(train['optimizer'], train['optimizer'])} lr {train['lr']}"
+                f"{', cosine schedule' if train['cosine'] else ''}; the epoch kept is the best on "
+                f"{train['select_on']} validation accuracy; AT / TRADES / AFSL train against PGD-4 at L-inf "
+                "8/255 (defaults: `afsl-bench list defenses --params`)."
             ),
             (
                 "- **Threat model:** L-inf eps 8/255 on [0, 1] RGB unless a column says otherwise, both directions "
@@ -193,6 +197,15 @@ def settings(records: list[dict[str, Any]], frame: pd.DataFrame, suite_path: Pat
             ),
         ]
     )
+
+
+def _test_set(record: dict[str, Any]) -> str:
+    if record.get("test_of"):
+        return (
+            f"Each cell attacks the same fixed subset of {record['n_samples']} of the {record['test_of']} test "
+            "images (`eval.samples`)."
+        )
+    return f"Test split: {record['n_samples']} images."
 
 
 def ranking(frame: pd.DataFrame) -> str:
@@ -235,7 +248,8 @@ def section(title: str, frame: pd.DataFrame, metric: str) -> str:
     clean_tables = pivot(clean.assign(attack="clean"), "clean_acc", rows="defense", columns="attack")
     for where, table in pivot(frame, metric, rows="defense", columns="attack"):
         clean_column = next(t for w, t in clean_tables if w == where)
-        table = pd.concat([clean_column, table], axis=1).fillna("-")
+        order = frame.drop_duplicates("attack").sort_values(["attack_name", "eps", "attack"])["attack"]
+        table = pd.concat([clean_column, table[[a for a in order if a in table.columns]]], axis=1).fillna("-")
         parts.append(f"**{_where(dict(where))}**\n\n{to_markdown(_plain(table))}")
     return "\n\n".join(parts)
 
@@ -255,13 +269,12 @@ def _where(where: dict[str, Any]) -> str:
 
 def ablation(frame: pd.DataFrame) -> str:
     part = frame[frame["defense_name"] == "afsl"]
-    if part["defense"].nunique() < 2:
+    variants = part.groupby(["detector", "attack"])["defense"].transform("nunique")
+    part = part[variants > 1]  # the detectors and attacks that have ablated variants
+    if part.empty:
         return ""
-    part = part[
-        part["attack_name"].isin(part.groupby("attack_name")["defense"].nunique().loc[lambda s: s > 1].index)
-    ]
     return section(
-        "### AFSL ablation (Khan et al. 2024: L_dcl + 1·L_asl + 0.1·L_srl; one term switched off per row)",
+        "### AFSL ablation (Khan et al. 2024: L_dcl + 1·L_asl + 0.1·L_srl; terms switched off per row)",
         part,
         "robust_acc",
     )
@@ -305,13 +318,33 @@ def flags(records: list[dict[str, Any]]) -> str:
     )
     if not raised:
         return head + " No flag was raised."
-    lines = [head + f" Flags raised in {len({r['cell_id'] for r, _ in raised})} cells:", ""]
-    lines += ["| cell | what | flag |", "|---|---|---|"]
-    frame = tidy([r for r, _ in raised]).set_index("cell_id")
-    for record, name in raised:
-        row = frame.loc[record["cell_id"]]
-        what = f"{row['detector']} + {row['defense']} vs {row['attack']}, {row['train_data']} -> {row['eval_data']}, seed {row['seed']}"
-        lines.append(f"| `{record['cell_id']}` | {what} | {name} |")
+    cells = {r["cell_id"]: r for r, _ in raised}
+    frame = tidy(cells.values()).set_index("cell_id")
+    rows = pd.DataFrame(
+        [
+            {
+                "flag": name,
+                "attack": frame.loc[r["cell_id"], "attack"],
+                "model": frame.loc[r["cell_id"], "target"],
+                "eval": frame.loc[r["cell_id"], "eval_data"],
+                "cell": r["cell_id"],
+            }
+            for r, name in raised
+        ]
+    )
+    lines = [
+        head
+        + f" Flags were raised in {len(cells)} of them (grouped by flag and attack; the first cell of each"
+        " group is named, its record holds the probe values):",
+        "",
+        "| flag | attack | cells | models (evaluated on) | e.g. cell |",
+        "|---|---|---|---|---|",
+    ]
+    for (name, attack), group in rows.groupby(["flag", "attack"], sort=True):
+        models = sorted({f"{m} ({e})" for m, e in zip(group["model"], group["eval"], strict=True)})
+        lines.append(
+            f"| {name} | {attack} | {len(group)} | {'; '.join(models)} | `{group['cell'].iloc[0]}` |"
+        )
     return "\n".join(lines)
 
 

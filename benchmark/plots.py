@@ -36,50 +36,95 @@ def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def _with_panel(frame: pd.DataFrame) -> pd.DataFrame:
+    """A 'panel' column: the detector and the data sets, so that no plot averages over evaluation sets."""
+    return frame.assign(panel=frame["detector"] + ", " + frame["train_data"] + " -> " + frame["eval_data"])
+
+
+def top_attack(frame: pd.DataFrame) -> str:
+    """The attack evaluated on the most models (ties: the first label), for one-attack summaries."""
+    coverage = frame.groupby("attack")["target"].nunique().reset_index()
+    return coverage.sort_values(["target", "attack"], ascending=[False, True])["attack"].iloc[0]
+
+
 def robust_vs_eps(frame: pd.DataFrame) -> plt.Figure:
-    """Robust accuracy (%) vs L-inf eps (k/255); lines per defense, panels per attack and detector."""
-    data = frame[(frame["norm"] == "linf") & frame["eps"].notna()].copy()
-    if data["eps"].nunique() < 2:
+    """Robust accuracy (%) vs L-inf eps (k/255); lines per defense, a panel per attack and per detector and
+    data sets (only the ones swept over two or more budgets)."""
+    data = _with_panel(frame[(frame["norm"] == "linf") & frame["eps"].notna()])
+    budgets = data.groupby(["panel", "attack_name"])["eps"].transform("nunique")
+    data = data[budgets > 1].copy()  # the others are single points
+    if data.empty:
         raise ConfigError("robust_vs_eps needs records at two or more L-inf budgets (sweep an eps list)")
     data["eps (k/255)"] = data["eps"] * 255
     data["robust accuracy (%)"] = 100 * data["robust_acc"]
     grid = sns.relplot(
-        data=data, x="eps (k/255)", y="robust accuracy (%)", hue="defense", col="attack_name", row="detector",
+        data=data, x="eps (k/255)", y="robust accuracy (%)", hue="defense", col="attack_name", row="panel",
         kind="line", marker="o", errorbar="sd", facet_kws={"sharey": True}, height=3.2, aspect=1.1,
-    )
+    )  # fmt: skip
     grid.set_titles(row_template="{row_name}", col_template="{col_name}")
     grid.figure.suptitle("Robust accuracy vs budget (mean ± sd over seeds)", y=1.03)
     return grid.figure
 
 
-def clean_vs_robust(frame: pd.DataFrame) -> plt.Figure:
-    """The accuracy trade-off: clean vs robust accuracy (%), one point per cell (mean over seeds), one panel
-    per detector."""
-    means = frame.groupby(["detector", "defense", "attack"], as_index=False)[["clean_acc", "robust_acc"]].mean()
+def clean_vs_robust(frame: pd.DataFrame, attack: str | None = None) -> plt.Figure:
+    """The accuracy trade-off: clean vs robust accuracy (%) under one attack (default: the one evaluated on
+    the most models), one point per detector + defense (mean over seeds), a panel per data-set pair."""
+    chosen = attack or top_attack(frame)
+    data = _with_panel(frame[frame["attack"] == chosen]).assign(
+        data=lambda f: f["train_data"] + " -> " + f["eval_data"]
+    )
+    means = data.groupby(["data", "detector", "defense"], as_index=False)[["clean_acc", "robust_acc"]].mean()
     means[["clean accuracy (%)", "robust accuracy (%)"]] = 100 * means[["clean_acc", "robust_acc"]]
     grid = sns.relplot(
-        data=means, x="clean accuracy (%)", y="robust accuracy (%)", hue="defense", style="attack",
-        col="detector", kind="scatter", s=70, height=4, aspect=1.1,
-    )
+        data=means, x="clean accuracy (%)", y="robust accuracy (%)", hue="defense", style="detector",
+        col="data", kind="scatter", s=80, height=4, aspect=1.1,
+    )  # fmt: skip
     grid.set_titles(col_template="{col_name}")
-    grid.figure.suptitle("Clean vs robust accuracy (mean over seeds)", y=1.03)
+    grid.figure.suptitle(f"Clean vs robust accuracy under {chosen} (mean over seeds)", y=1.03)
     return grid.figure
 
 
-def cross_dataset(frame: pd.DataFrame, metric: str = "robust_acc") -> plt.Figure:
-    """Train set x eval set heatmap of a metric (%), one panel per (detector, defense, attack)."""
-    groups = list(frame.groupby(["detector", "defense", "attack"]))
-    usable = [(k, g) for k, g in groups if g["eval_data"].nunique() > 1 or g["train_data"].nunique() > 1]
-    if not usable:
-        raise ConfigError("cross_dataset needs records evaluated on more than one data set (sweep an eval list)")
-    fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.4), squeeze=False)
-    for ax, ((detector, defense, attack), part) in zip(axes[0], usable, strict=True):
-        table = 100 * part.groupby(["train_data", "eval_data"])[metric].mean().unstack("eval_data")
+def cross_dataset(frame: pd.DataFrame, metric: str = "robust_acc", max_attacks: int = 3) -> plt.Figure:
+    """Model x evaluation set heatmaps (%): clean accuracy, then the metric under the attacks evaluated on
+    the most models (at most ``max_attacks``). A model is detector + defense, with its training set when
+    the records hold several (then the rows and columns are the train x eval matrix)."""
+    several = frame["train_data"].nunique() > 1
+    data = frame.assign(
+        model=frame["detector"]
+        + " + "
+        + frame["defense"]
+        + ((" <- " + frame["train_data"]) if several else "")
+    )
+    spans = data.groupby("attack")["eval_data"].nunique()
+    data = data[data["attack"].isin(spans[spans > 1].index)]
+    if data.empty:
+        raise ConfigError(
+            "cross_dataset needs records evaluated on more than one data set (sweep an eval list)"
+        )
+    coverage = (
+        data.groupby("attack")["model"]
+        .nunique()
+        .reset_index()
+        .sort_values(["model", "attack"], ascending=[False, True])
+    )
+    attacks = list(coverage["attack"][:max_attacks])
+    clean = data.drop_duplicates(["model", "eval_data", "seed"])
+    panels = [("clean accuracy", clean, "clean_acc")]
+    panels += [(f"{metric.replace('_', ' ')}: {a}", data[data["attack"] == a], metric) for a in attacks]
+    rows = data["model"].nunique()
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2.2 + 2.4 * len(panels), 1.2 + 0.45 * rows), squeeze=False
+    )
+    for ax, (title, part, column) in zip(axes[0], panels, strict=True):
+        table = 100 * part.groupby(["model", "eval_data"])[column].mean().unstack("eval_data")
         sns.heatmap(table, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", cbar=False, ax=ax)
-        ax.set_title(f"{detector} + {defense}\n{attack}", fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("evaluated on")
-        ax.set_ylabel("trained on")
-    fig.suptitle(f"Cross-dataset {metric.replace('_', ' ')} (%)", y=1.04)
+        ax.set_ylabel("model" + (" <- trained on" if several else ""))
+    for ax in axes[0][1:]:
+        ax.set_yticklabels([])
+        ax.set_ylabel("")
+    fig.suptitle("Cross-dataset accuracy (%), mean over seeds", y=1.02)
     return fig
 
 
@@ -91,7 +136,9 @@ def transfer_matrix(frame: pd.DataFrame) -> plt.Figure:
     data["budget"] = [eps_label(e, "linf") for e in data["eps"]]
     groups = list(data.groupby(["budget", "train_data", "eval_data"]))
     fig, axes = plt.subplots(
-        1, len(groups), figsize=(1.6 + 1.5 * data["target"].nunique(), 1.2 + 0.6 * data["surrogate"].nunique()),
+        1,
+        len(groups),
+        figsize=(1.6 + 1.5 * data["target"].nunique(), 1.2 + 0.6 * data["surrogate"].nunique()),
         squeeze=False,
     )
     for ax, ((budget, train_data, eval_data), part) in zip(axes[0], groups, strict=True):
@@ -113,8 +160,17 @@ def afsl_ablation(frame: pd.DataFrame) -> plt.Figure:
     data["robust accuracy (%)"] = 100 * data["robust_acc"]
     data["variant"] = data["defense"].str.removeprefix("afsl").str.strip().replace("", "full AFSL")
     grid = sns.catplot(
-        data=data, x="variant", y="robust accuracy (%)", hue="attack", col="detector", row="eval_data",
-        kind="bar", errorbar="sd", height=3.4, aspect=1.4, sharey=True,
+        data=data,
+        x="variant",
+        y="robust accuracy (%)",
+        hue="attack",
+        col="detector",
+        row="eval_data",
+        kind="bar",
+        errorbar="sd",
+        height=3.4,
+        aspect=1.4,
+        sharey=True,
     )
     grid.set_titles(row_template="eval {row_name}", col_template="{col_name}")
     grid.set_xticklabels(rotation=20)

@@ -47,7 +47,9 @@ def make_head(head: Head | str, dim: int, scale: float) -> nn.Module:
 class Detector(nn.Module):
     """Base class: subclasses implement ``features(x_normalised) -> z`` of size ``feature_dim``."""
 
-    #: native input resolution (square side, pixels); data are resized to it by the runner
+    #: native input resolution (square side, pixels) of the published model. Nothing resizes to it: every
+    #: registered detector ends in global pooling and takes the data set's resolution (64 px by default);
+    #: prepare real data at this size (``afsl-bench prepare --size``) to match published numbers
     input_size: int = 64
     #: True for video detectors taking clips [N, T, 3, H, W]
     takes_clips: bool = False

@@ -23,6 +23,11 @@ def meso_conv(c_in: int, c_out: int, kernel: int, pool: nn.Module) -> list[nn.Mo
     return [conv, nn.ReLU(inplace=True), nn.BatchNorm2d(c_out), pool]
 
 
+def meso_head(dropout: float) -> list[nn.Module]:
+    """MesoNet's dense part on the 16 x 8 x 8 map: dropout, 16 units with leaky ReLU, dropout."""
+    return [nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 8 * 8, 16), nn.LeakyReLU(0.1), nn.Dropout(dropout)]
+
+
 class Meso4(Detector):
     """Meso-4 with a 16-dimensional feature; ``dropout``: the paper's 0.5 before and after the dense layer."""
 
@@ -35,11 +40,7 @@ class Meso4(Detector):
             *meso_conv(8, 8, 5, nn.MaxPool2d(2)),
             *meso_conv(8, 16, 5, nn.MaxPool2d(2)),
             *meso_conv(16, 16, 5, nn.AdaptiveMaxPool2d(8)),
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(16 * 8 * 8, 16),
-            nn.LeakyReLU(0.1),
-            nn.Dropout(dropout),
+            *meso_head(dropout),
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

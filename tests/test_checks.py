@@ -186,11 +186,12 @@ def test_store_flags_quiet_on_a_sound_set():
 def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(model, data, monkeypatch):
     """The runner shares the checks of the model alone between the cells of one model and evaluation set:
     a cell that reuses them gets exactly the flags a fresh computation gives, whatever ran before."""
-    import benchmark.checks as checks
+    from benchmark import checks
 
     x, y = data
+    robust = torch.ones_like(y, dtype=torch.bool)  # as if the cell's attack had left every sample robust
     fresh = {
-        name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, y == y, PROBE, seed=3)
+        name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, robust, PROBE, seed=3)
         for name in ("pgd", "fgsm")
     }
     calls = []
@@ -198,10 +199,10 @@ def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(m
     monkeypatch.setattr(checks, "model_checks", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
     memo: dict = {}
     shared = {
-        name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, y == y, PROBE, seed=3, memo=memo)
+        name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, robust, PROBE, seed=3, memo=memo)
         for name in ("pgd", "fgsm")
     }
     assert shared == fresh
     assert len(calls) == 1 and len(memo) == 1  # fgsm reused pgd's model checks (same budget, same probe)
-    run_checks(model, ATTACKS.build("pgd", eps=4 / 255), x, y, y == y, PROBE, seed=3, memo=memo)
+    run_checks(model, ATTACKS.build("pgd", eps=4 / 255), x, y, robust, PROBE, seed=3, memo=memo)
     assert len(calls) == 2 and len(memo) == 2  # another budget is another entry

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,13 @@ import torch.nn.functional as F
 from benchmark.errors import ConfigError
 from detectors import DETECTORS, Head
 
-NAMES = DETECTORS.names()
+
+def takes_clips(name: str) -> bool:
+    """From the factory's return annotation, without building; video detectors: test_real_detectors.py."""
+    return getattr(typing.get_type_hints(DETECTORS.get(name)).get("return"), "takes_clips", False)
+
+
+NAMES = [name for name in DETECTORS.names() if not takes_clips(name)]  # image detectors: [N, 3, H, W]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

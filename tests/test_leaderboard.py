@@ -55,8 +55,9 @@ def fake_record(cell, robust: float) -> dict:
     }
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> tuple[Path, Path]:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[Path, Path]:
+    tmp_path = tmp_path_factory.mktemp("board")
     suite = tmp_path / "board.toml"
     suite.write_text(SUITE)
     results = tmp_path / "results"
@@ -76,16 +77,22 @@ def invoke(suite: Path, results: Path, *extra: str):
     return CliRunner().invoke(app, [*args, "--export", str(export), *extra])
 
 
-def test_leaderboard_rewrites_only_the_block_and_ranks_by_the_ensemble(store):
+@pytest.fixture(scope="module")
+def rendered(store) -> tuple[Path, Path]:
     suite, results = store
     shown = invoke(suite, results)
     assert shown.exit_code == 0, shown.output
+    return store
+
+
+def test_leaderboard_rewrites_only_the_block_and_ranks_by_the_ensemble(rendered):
+    suite, _ = rendered
     text = (suite.parent / "leaderboard.md").read_text()
     assert text.startswith("# Board\n\nhand-written intro\n\n") and text.endswith("\n\nhand-written footer\n")
     block = lb.current_block(text)
     assert "old" not in block.split("\n")
     ranking = block.split("### Ranking")[1].split("###")[0]
-    rows = [line for line in ranking.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    rows = [line for line in ranking.splitlines() if line.startswith(("| 1 ", "| 2 "))]
     # in-domain: AT (40 + 1 over seeds 0 and 1) ranks first, mean ± sd over the two seeds
     assert rows[0].startswith("| 1 | tiny-cnn | at | synthetic -> synthetic | 89.5 ± 0.7 | **41.0 ± 1.4** | 2 |")
     assert "not real faces" in block and "seeds 0, 1" in block
@@ -98,9 +105,8 @@ def test_leaderboard_rewrites_only_the_block_and_ranks_by_the_ensemble(store):
     assert "![afsl_ablation](board/plots/afsl_ablation.png)" in block
 
 
-def test_robustbench_model_info_entries(store):
-    suite, results = store
-    assert invoke(suite, results).exit_code == 0
+def test_robustbench_model_info_entries(rendered):
+    suite, _ = rendered
     entry = json.loads((suite.parent / "board/model_info/synthetic/Linf/tiny-cnn-at-synthetic.json").read_text())
     assert set(entry) == {
         "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
@@ -110,22 +116,21 @@ def test_robustbench_model_info_entries(store):
     assert (suite.parent / "board/model_info/synthetic-hq/Linf").is_dir()
 
 
-def test_missing_cells_fail_with_the_sweep_command_unless_partial(store):
-    suite, results = store
-    victim = next((results / "records").glob("*.json"))
-    victim.unlink()
-    shown = invoke(suite, results)
-    assert shown.exit_code == 2 and "afsl-bench sweep" in shown.output and "--partial" in shown.output
-    assert invoke(suite, results, "--partial").exit_code == 0
-
-
-def test_rerender_from_the_export_needs_no_store(store, tmp_path):
-    suite, results = store
-    assert invoke(suite, results).exit_code == 0
+def test_rerender_from_the_export_needs_no_store(rendered, tmp_path):
+    suite, _ = rendered
     first = (suite.parent / "leaderboard.md").read_text()
-    shown = invoke(suite, tmp_path / "empty", "--from-export")
+    shown = invoke(suite, tmp_path / "empty", "--from-export", "--no-plots")
     assert shown.exit_code == 0, shown.output
     assert (suite.parent / "leaderboard.md").read_text() == first
+
+
+def test_missing_cells_fail_with_the_sweep_command_unless_partial(rendered):
+    suite, results = rendered
+    victim = next((results / "records").glob("*.json"))
+    victim.unlink()
+    shown = invoke(suite, results, "--no-plots")
+    assert shown.exit_code == 2 and "afsl-bench sweep" in shown.output and "--partial" in shown.output
+    assert invoke(suite, results, "--partial", "--no-plots").exit_code == 0
 
 
 def test_markers_are_required():
@@ -156,3 +161,16 @@ def test_committed_leaderboard_is_current():
     entries = lb.model_info(records)
     for relative, entry in entries.items():
         assert json.loads((ROOT / lb.MODEL_INFO / relative).read_text()) == entry
+
+
+def test_raised_flags_are_grouped_by_flag_and_attack(tmp_path):
+    suite = tmp_path / "board.toml"
+    suite.write_text(SUITE)
+    records = [lb.compact(fake_record(cell, 0.3)) for cell in load_suite(suite).cells]
+    weak = [r for r in records if r["spec"]["attack"]["name"] == "jpeg"][:3]
+    for r in weak:
+        r["flags"]["raised"] = ["zero_gradients"]
+    text = lb.flags(records)
+    assert f"{len(records)} of {len(records)} cells ran" in text and "raised in 3 of them" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| zero_gradients")]
+    assert row.startswith("| zero_gradients | jpeg s3 | 3 |") and f"`{weak[0]['cell_id']}`" in row

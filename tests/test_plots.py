@@ -50,15 +50,21 @@ def test_every_plot_is_written_as_png_and_svg_and_impossible_ones_say_why(frame,
     assert all(p.stat().st_size > 1000 for p in written)
     assert "eval list" in skipped["cross_dataset"]
     assert "transfer" in skipped["transfer_matrix"] and "AFSL variants" in skipped["afsl_ablation"]
-    assert clean_vs_robust(frame).axes[0].get_title() == "tiny-cnn"
+    (ax,) = clean_vs_robust(frame, attack="pgd 8/255").axes
+    assert ax.get_title() == "synthetic -> synthetic" and ax.get_xlabel() == "clean accuracy (%)"
+    points = sorted(tuple(p.round(1)) for p in ax.collections[0].get_offsets())
+    assert points == [(90.0, 5.0), (90.0, 35.0)]  # one point per detector + defense: none, at (mean of seeds)
 
 
 def test_cross_dataset_heatmap_from_train_and_eval_sets():
     records = [record("none", "pgd", 0.4), record("none", "pgd", 0.2)]
     records[1]["spec"]["eval_data"]["name"] = "synthetic-hq"
-    fig = cross_dataset(tidy(records))
-    texts = sorted(t.get_text() for t in fig.axes[0].texts)
-    assert texts == ["20.0", "40.0"] and fig.axes[0].get_ylabel() == "trained on"
+    clean, robust = cross_dataset(tidy(records)).axes
+    assert sorted(t.get_text() for t in clean.texts) == ["90.0", "90.0"] and clean.get_title() == "clean accuracy"
+    assert sorted(t.get_text() for t in robust.texts) == ["20.0", "40.0"] and "pgd 8/255" in robust.get_title()
+    assert clean.get_ylabel() == "model" and clean.get_xlabel() == "evaluated on"
+    records[1]["spec"]["train_data"]["name"] = "synthetic-hq"  # two training sets: the train x eval matrix
+    assert cross_dataset(tidy(records)).axes[0].get_ylabel() == "model <- trained on"
 
 
 def test_plot_needs_more_than_one_budget():

@@ -2,6 +2,6 @@
 
 from benchmark.data.base import DATASETS
 
-from benchmark.data import folder, synthetic  # noqa: F401  (registration)
+from benchmark.data import celebdf, dfdc, ffpp, folder, synthetic  # noqa: F401  (registration)
 
 __all__ = ["DATASETS"]

@@ -1,0 +1,23 @@
+"""``dfdc``: a prepared store of the DeepFake Detection Challenge training parts (Dolhansky et al. 2020,
+https://arxiv.org/abs/2006.07397).
+
+Labels from each part's metadata.json; splits 80 / 10 / 10 by a stable hash of the source video, so a fake
+and its original are never in two splits. Prepare the raw videos first: ``afsl-bench prepare dfdc --root``.
+"""
+
+from __future__ import annotations
+
+from benchmark.data.base import DATASETS
+from benchmark.data.prepared import NoFace, load_prepared
+from benchmark.prepare.dfdc import LAYOUT
+from benchmark.types import DataBundle
+
+
+@DATASETS.register("dfdc")
+def dfdc(prepared: str = "", no_face: NoFace = NoFace.DROP, clip_frames: int = 0) -> DataBundle:
+    """DFDC (Dolhansky et al. 2020, https://arxiv.org/abs/2006.07397), training parts split by source video.
+
+    prepared: the store (default $AFSL_DATA/dfdc, else data/prepared/dfdc); no_face: drop or keep frames
+    without a detected face; clip_frames: 0 for frames, T >= 2 for clips.
+    """
+    return load_prepared("dfdc", prepared, LAYOUT, no_face=no_face, clip_frames=clip_frames)

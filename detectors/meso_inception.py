@@ -1,0 +1,82 @@
+"""MesoInception-4 (Afchar et al., "MesoNet: a Compact Facial Video Forgery Detection Network", WIFS 2018,
+https://arxiv.org/abs/1809.00888).
+
+Meso-4 (detectors/meso.py) with its first two convolutions replaced by inception modules (Szegedy et al.,
+CVPR 2015, https://arxiv.org/abs/1409.4842) of four parallel branches: a 1x1 conv, and 1x1 convs followed
+by 3x3 convs of dilation 1, 2 and 3 (the paper's dilated variant), concatenated. Modules of (1, 4, 4, 2)
+and (2, 4, 4, 2) filters, each followed by batch norm and a 2x2 max-pool, then Meso-4's two 16-filter 5x5
+conv layers, dropout 0.5, a 16-unit dense layer with LeakyReLU(0.1), dropout 0.5 and the classifier:
+28,615 trainable parameters at the native 256x256 input, as in the paper. As in meso.py, every conv is
+followed by a ReLU (the authors' Keras code), the last 4x4 max-pool is an adaptive max-pool to 8x8 (the
+same at 256 px, resolution-agnostic elsewhere), inputs are [0, 1] images without mean/std normalisation,
+and the feature z is the 16-unit hidden layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detectors.base import DETECTORS, Detector, Head
+from detectors.meso import meso_conv, meso_head
+from detectors.weights import build_with_weights
+
+
+def inception_branch(c_in: int, c_out: int, dilation: int | None) -> nn.Sequential:
+    """1x1 conv -> ReLU, then (unless ``dilation`` is None) a 3x3 conv of that dilation -> ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 1), nn.ReLU(inplace=True)]
+    if dilation is not None:
+        layers += [nn.Conv2d(c_out, c_out, 3, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class InceptionLayer(nn.Module):
+    """Branches of a, b, c, d filters (1x1; 3x3; 3x3 dilated 2; 3x3 dilated 3), concatenated: a+b+c+d."""
+
+    def __init__(self, c_in: int, a: int, b: int, c: int, d: int) -> None:
+        super().__init__()
+        self.out_channels = a + b + c + d
+        self.branches = nn.ModuleList(
+            [inception_branch(c_in, a, None), inception_branch(c_in, b, 1),
+             inception_branch(c_in, c, 2), inception_branch(c_in, d, 3)]
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+def inception_block(c_in: int, a: int, b: int, c: int, d: int) -> list[nn.Module]:
+    layer = InceptionLayer(c_in, a, b, c, d)
+    return [layer, nn.BatchNorm2d(layer.out_channels), nn.MaxPool2d(2)]
+
+
+class MesoInception4(Detector):
+    """MesoInception-4 with a 16-dimensional feature: ``embed()`` -> [N, 16]; ``dropout``: the paper's 0.5."""
+
+    input_size = 256
+
+    def __init__(self, dropout: float = 0.5, head: Head | str = Head.LINEAR, scale: float = 64.0):
+        super().__init__(feature_dim=16, head=head, scale=scale, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        self.body = nn.Sequential(
+            *inception_block(3, 1, 4, 4, 2),
+            *inception_block(11, 2, 4, 4, 2),
+            *meso_conv(12, 16, 5, nn.MaxPool2d(2)),
+            *meso_conv(16, 16, 5, nn.AdaptiveMaxPool2d(8)),
+            *meso_head(dropout),
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@DETECTORS.register("mesoinception4")
+def mesoinception4(
+    dropout: float = 0.5, head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None
+) -> MesoInception4:
+    """MesoInception-4 (Afchar et al., WIFS 2018, https://arxiv.org/abs/1809.00888): 29k-parameter deepfake CNN.
+
+    ``weights``: a local state_dict file (no pretrained weights are distributed in PyTorch form).
+    """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return build_with_weights(lambda: MesoInception4(dropout, head, scale), weights)

@@ -1,0 +1,83 @@
+"""3D-CNN video detectors: R3D-18 and R(2+1)D-18 (Tran et al., "A Closer Look at Spatiotemporal
+Convolutions for Action Recognition", CVPR 2018, https://arxiv.org/abs/1711.11248), from torchvision.
+
+18-layer video ResNets: R3D with full 3x3x3 convolutions, R(2+1)D with each factorised into a 2D spatial
+and a 1D temporal convolution. torchvision's Kinetics-400 models take 112 x 112 clips normalised with the
+Kinetics mean / std (read from torchvision's weights entry, held here as buffers). Input: clips
+[N, T, 3, H, W] in [0, 1] (permuted to torchvision's [N, 3, T, H, W]), any T >= 1 and any H, W of about
+32 px or more (global average pooling over time and space). The feature z is the 512-channel pooled
+output of the last stage (torchvision's ``fc`` removed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import WeightsEnum, video
+
+from detectors.base import DETECTORS, Detector, Head
+from detectors.weights import build_with_weights, pretrained_download
+
+
+@dataclass(frozen=True)
+class VideoArch:
+    name: str
+    build: Any  # torchvision builder: (weights=...) -> VideoResNet
+    weights: WeightsEnum
+
+
+ARCHS = {
+    "r3d-18": VideoArch("r3d_18", video.r3d_18, video.R3D_18_Weights.KINETICS400_V1),
+    "r2plus1d-18": VideoArch("r2plus1d_18", video.r2plus1d_18, video.R2Plus1D_18_Weights.KINETICS400_V1),
+}
+
+
+class VideoResNet3D(Detector):
+    """A torchvision video ResNet-18 without its classifier; ``embed()`` -> [N, 512] for N clips."""
+
+    takes_clips = True
+    input_size = 112
+
+    def __init__(
+        self, arch: VideoArch, head: Head | str = Head.LINEAR, scale: float = 64.0, pretrained: bool = False
+    ):
+        with pretrained_download(f"torchvision '{arch.name}'", "torchvision / download.pytorch.org"):
+            net = arch.build(weights=arch.weights if pretrained else None)
+        stats = arch.weights.transforms()  # Kinetics mean / std; builds a transform object, downloads nothing
+        super().__init__(net.fc.in_features, head, scale, mean=tuple(stats.mean), std=tuple(stats.std))
+        net.fc = nn.Identity()
+        self.backbone = net
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise ValueError(
+                f"video ResNets take clips [N, T, 3, H, W], got a tensor of shape {tuple(x.shape)}"
+            )
+        return self.backbone(x.transpose(1, 2))
+
+
+@DETECTORS.register("r3d-18")
+def r3d_18(
+    head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False
+) -> VideoResNet3D:
+    """R3D-18 (Tran et al., CVPR 2018, https://arxiv.org/abs/1711.11248): 3D-CNN video detector, 112 px clips.
+
+    ``weights``: a local state_dict file (the whole detector's or torchvision's backbone); ``pretrained``:
+    torchvision's Kinetics-400 weights (needs internet).
+    """
+    return build_with_weights(lambda: VideoResNet3D(ARCHS["r3d-18"], head, scale, pretrained), weights)
+
+
+@DETECTORS.register("r2plus1d-18")
+def r2plus1d_18(
+    head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False
+) -> VideoResNet3D:
+    """R(2+1)D-18 (Tran et al., CVPR 2018, https://arxiv.org/abs/1711.11248): factorised 3D CNN, 112 px clips.
+
+    ``weights``: a local state_dict file (the whole detector's or torchvision's backbone); ``pretrained``:
+    torchvision's Kinetics-400 weights (needs internet).
+    """
+    return build_with_weights(lambda: VideoResNet3D(ARCHS["r2plus1d-18"], head, scale, pretrained), weights)
