@@ -53,6 +53,16 @@ def dfdc_store(tmp_path_factory):
     return _store(tmp_path_factory, "dfdc", dfdc_tree)
 
 
+@pytest.fixture(scope="module")
+def faceshifter_store(tmp_path_factory):
+    return _store(tmp_path_factory, "faceshifter", lambda root: ffpp_tree(root, method="FaceShifter"))
+
+
+@pytest.fixture(scope="module")
+def deeperforensics_store(tmp_path_factory):
+    return _store(tmp_path_factory, "deeperforensics", deeperforensics_tree)
+
+
 def _faces(out):
     manifest = pd.read_parquet(out / "manifest.parquet")
     return manifest[manifest["status"] == "face"]
@@ -143,14 +153,11 @@ def test_dfdc_keeps_a_fake_in_the_split_of_its_original(dfdc_store):
     assert summary["missing_videos"] == 1 and "absent.mp4" in summary["missing_examples"][0]
 
 
-def test_faceshifter_and_deeperforensics_use_ffpp_reals_and_splits(tmp_path_factory):
-    def faceshifter_tree(root):
-        return ffpp_tree(root, method="FaceShifter")
-
-    out, _, _ = _store(tmp_path_factory, "faceshifter", faceshifter_tree)
+def test_faceshifter_and_deeperforensics_use_ffpp_reals_and_splits(faceshifter_store, deeperforensics_store):
+    out, _, _ = faceshifter_store
     shifter = DATASETS.build("faceshifter", prepared=str(out))
     assert set(shifter.train.methods) == {"real", "FaceShifter"}
-    out, _, _ = _store(tmp_path_factory, "deeperforensics", deeperforensics_tree)
+    out, _, _ = deeperforensics_store
     dfo = DATASETS.build("deeperforensics", prepared=str(out))
     for split in SPLITS:
         fakes = {v for v, y in zip(dfo.split(split).video_ids, dfo.split(split).labels.tolist()) if y == 1}
@@ -188,6 +195,7 @@ def test_a_grey_video_is_prepared_as_rgb(tmp_path):
 
 @pytest.mark.parametrize("name, store, extra", [
     ("ff++", "ffpp_store", ["data.methods=Deepfakes"]), ("celeb-df", "celebdf_store", []), ("dfdc", "dfdc_store", []),
+    ("faceshifter", "faceshifter_store", []), ("deeperforensics", "deeperforensics_store", []),
 ])
 def test_run_end_to_end_on_a_prepared_store(name, store, extra, request, tmp_path):
     out, _, _ = request.getfixturevalue(store)
