@@ -334,7 +334,7 @@ def flags(records: list[dict[str, Any]]) -> str:
     )
     lines = [
         head
-        + f" Flags were raised in {len(cells)} of them (grouped by flag and attack; the first cell of each"
+        + f" Flags were raised in {len(cells)} of them (grouped by flag and attack; the first cell id of each"
         " group is named, its record holds the probe values):",
         "",
         "| flag | attack | cells | models (evaluated on) | e.g. cell |",
@@ -343,7 +343,7 @@ def flags(records: list[dict[str, Any]]) -> str:
     for (name, attack), group in rows.groupby(["flag", "attack"], sort=True):
         models = sorted({f"{m} ({e})" for m, e in zip(group["model"], group["eval"], strict=True)})
         lines.append(
-            f"| {name} | {attack} | {len(group)} | {'; '.join(models)} | `{group['cell'].iloc[0]}` |"
+            f"| {name} | {attack} | {len(group)} | {'; '.join(models)} | `{min(group['cell'])}` |"
         )
     return "\n".join(lines)
 
