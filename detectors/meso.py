@@ -28,23 +28,35 @@ def meso_head(dropout: float) -> list[nn.Module]:
     return [nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 8 * 8, 16), nn.LeakyReLU(0.1), nn.Dropout(dropout)]
 
 
-class Meso4(Detector):
-    """Meso-4 with a 16-dimensional feature; ``dropout``: the paper's 0.5 before and after the dense layer."""
+class MesoNet(Detector):
+    """The MesoNet family: ``stem()`` builds the layers down to 16 channels, then a 16-filter 5x5 conv with an
+    adaptive max-pool to 8x8 and the dense part; ``embed()`` -> [N, 16]. ``dropout``: the paper's 0.5."""
 
     input_size = 256
 
     def __init__(self, dropout: float = 0.5, head: Head | str = Head.LINEAR, scale: float = 64.0):
         super().__init__(feature_dim=16, head=head, scale=scale, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        # built after the head, in layer order: the seed fixes the same initial weights as always
         self.body = nn.Sequential(
-            *meso_conv(3, 8, 3, nn.MaxPool2d(2)),
-            *meso_conv(8, 8, 5, nn.MaxPool2d(2)),
-            *meso_conv(8, 16, 5, nn.MaxPool2d(2)),
-            *meso_conv(16, 16, 5, nn.AdaptiveMaxPool2d(8)),
-            *meso_head(dropout),
+            *self.stem(), *meso_conv(16, 16, 5, nn.AdaptiveMaxPool2d(8)), *meso_head(dropout)
         )
+
+    def stem(self) -> list[nn.Module]:
+        raise NotImplementedError
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+class Meso4(MesoNet):
+    """Meso-4: three conv layers (8, 8, 16 filters) before the shared 16-filter layer."""
+
+    def stem(self) -> list[nn.Module]:
+        return [
+            *meso_conv(3, 8, 3, nn.MaxPool2d(2)),
+            *meso_conv(8, 8, 5, nn.MaxPool2d(2)),
+            *meso_conv(8, 16, 5, nn.MaxPool2d(2)),
+        ]
 
 
 @DETECTORS.register("meso4")

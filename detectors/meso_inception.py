@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from detectors.base import DETECTORS, Detector, Head
-from detectors.meso import meso_conv, meso_head
+from detectors.base import DETECTORS, Head
+from detectors.meso import MesoNet, meso_conv
 from detectors.weights import build_with_weights
 
 
@@ -50,23 +50,15 @@ def inception_block(c_in: int, a: int, b: int, c: int, d: int) -> list[nn.Module
     return [layer, nn.BatchNorm2d(layer.out_channels), nn.MaxPool2d(2)]
 
 
-class MesoInception4(Detector):
-    """MesoInception-4 with a 16-dimensional feature: ``embed()`` -> [N, 16]; ``dropout``: the paper's 0.5."""
+class MesoInception4(MesoNet):
+    """MesoInception-4: two inception modules and a 16-filter conv before Meso-4's last conv layer."""
 
-    input_size = 256
-
-    def __init__(self, dropout: float = 0.5, head: Head | str = Head.LINEAR, scale: float = 64.0):
-        super().__init__(feature_dim=16, head=head, scale=scale, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        self.body = nn.Sequential(
+    def stem(self) -> list[nn.Module]:
+        return [
             *inception_block(3, 1, 4, 4, 2),
             *inception_block(11, 2, 4, 4, 2),
             *meso_conv(12, 16, 5, nn.MaxPool2d(2)),
-            *meso_conv(16, 16, 5, nn.AdaptiveMaxPool2d(8)),
-            *meso_head(dropout),
-        )
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        ]
 
 
 @DETECTORS.register("mesoinception4")
