@@ -1,6 +1,6 @@
 """ATTACKS registry: one file per attack family; every attack is a frozen dataclass (see ``attacks.base``)."""
 
-from attacks import (  # noqa: F401  (registration)
+from afsl_bench.attacks import (  # noqa: F401  (registration)
     apgd,
     autoattack_binary,
     cw,
@@ -13,6 +13,6 @@ from attacks import (  # noqa: F401  (registration)
     transfer,
     video_codec,
 )
-from attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
 
 __all__ = ["ATTACKS", "Attack", "Direction", "Loss", "Norm"]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from attacks.base import Norm, project
-from attacks.common import per_sample
+from afsl_bench.attacks.base import Norm
+from afsl_bench.attacks.ops import per_sample, project
 
 
 @dataclass

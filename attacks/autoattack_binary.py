@@ -33,9 +33,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, attack_loss
-from attacks.common import check_positive_int, check_vocabulary
-from attacks.pgd import check_budget, misclassified
+from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.ops import (
+    attack_loss,
+    check_budget,
+    check_positive_int,
+    check_vocabulary,
+    misclassified,
+)
 
 Member = Callable[["AutoAttackBinary"], Attack]
 

@@ -1,26 +1,28 @@
-"""The attack contract, shared vocabulary and helpers.
+"""The attack contract and its shared vocabulary.
 
 An attack is a frozen dataclass whose fields are its parameters (one vocabulary across attacks: ``eps``,
 ``step_size``, ``steps``, ``restarts``, ``norm``, ``loss``, ``direction``). Calling it,
 ``attack(model, x, y) -> x_adv``, perturbs the samples its ``direction`` targets and returns the others
 unchanged. The model is passed at call time, so one attack object serves a whole grid. Inputs are RGB in
 [0, 1]; budgets are in that pixel space.
+
+This module is the protocol only: the ``ATTACKS`` registry, ``Attack``, ``AttackOutput``, ``AttackContext``,
+``SurrogateRequest``, the vocabulary enums and ``GradientsUnavailableError``. The helpers attacks share
+(projection, losses, gradients, parameter checks, ``frozen``) live in ``attacks.ops``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import Registry
 
 ATTACKS: Registry = Registry("attack")
 
@@ -46,63 +48,8 @@ class Loss(StrEnum):
     MARGIN = "margin"
 
 
-def attacked_mask(y: torch.Tensor, direction: Direction) -> torch.Tensor:
-    """Boolean mask of the samples an attack with this direction perturbs."""
-    if Direction(direction) is Direction.FAKE_TO_REAL:
-        return y == 1
-    return torch.ones_like(y, dtype=torch.bool)
-
-
-def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """Per-sample loss the attacker maximises."""
-    if Loss(loss) is Loss.CE:
-        return F.cross_entropy(logits, y, reduction="none")
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    wrong = logits.gather(1, (1 - y)[:, None]).squeeze(1)
-    return wrong - true
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and parameters without gradients while attacking (input gradients only), then restore."""
-    # per module: model.train(True) would also switch submodules the caller had put in eval mode (a frozen
-    # backbone's BatchNorm during fine-tuning) to training mode
-    modes = [m.training for m in model.modules()]
-    flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
-        for m, mode in zip(model.modules(), modes, strict=True):
-            m.training = mode
-
-
-def project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
-    """Project a perturbation onto the eps-ball of the norm (per sample)."""
-    if Norm(norm) is Norm.LINF:
-        return delta.clamp(-eps, eps)
-    flat = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    factor = (eps / flat).clamp(max=1.0)
-    return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
-
-
 class GradientsUnavailableError(ConfigError):
     """A gradient attack was pointed at a model whose output has no gradient w.r.t. its input."""
-
-
-def require_gradients(attack: str, model: nn.Module) -> None:
-    """Fail early, naming the attack, when a model declares itself non-differentiable (``differentiable =
-    False``: a black-box API wrapper, a JPEG front end without a surrogate gradient)."""
-    if getattr(model, "differentiable", True) is False:
-        raise GradientsUnavailableError(
-            f"attack '{attack}' needs input gradients but the detector {type(model).__name__} declares "
-            "differentiable=False; use a score-based attack (square, nes), a transfer attack (transfer) "
-            "or a distortion"
-        )
 
 
 @dataclass(frozen=True)
@@ -130,6 +77,15 @@ class AttackContext:
 
 
 @dataclass(frozen=True)
+class SurrogateRequest:
+    """A model an attack needs besides its target, by registered names; the planner checks the names."""
+
+    detector: str
+    defense: str
+    data: str | None = None  # None: the cell's training data
+
+
+@dataclass(frozen=True)
 class Attack:
     """Base class. Subclasses implement ``perturb(model, x, y) -> x_adv`` on the attacked samples only (or
     ``perturb_with_info`` to add per-sample columns)."""
@@ -144,6 +100,9 @@ class Attack:
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackOutput:
         """Perturb the samples the direction targets; the others come back unchanged."""
+        # imported here: attacks.ops imports this module's vocabulary
+        from afsl_bench.attacks.ops import attacked_mask, frozen, require_gradients
+
         if self.requires_grad:
             require_gradients(self.name, model)
         mask = attacked_mask(y, getattr(self, "direction", Direction.BOTH))
@@ -169,6 +128,12 @@ class Attack:
     def prepare(self, context: AttackContext) -> Attack:
         """Hook for attacks that need a surrogate model or other resources; the default needs nothing."""
         return self
+
+    def surrogates(self) -> tuple[SurrogateRequest, ...]:
+        """The models this attack needs besides its target (a transfer attack's surrogate), by registered
+        names. The planner validates these names before anything runs, and the runner supplies the models
+        through ``prepare(context)``; the default needs none."""
+        return ()
 
     @property
     def name(self) -> str:

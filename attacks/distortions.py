@@ -58,8 +58,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, Direction
-from attacks.common import check_vocabulary
+from afsl_bench.attacks.base import ATTACKS, Attack, Direction
+from afsl_bench.attacks.ops import check_vocabulary
 
 #: severities above 0; 0 is the identity
 LEVELS = range(1, 6)

@@ -37,11 +37,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, AttackOutput, Direction, Loss, Norm, attack_loss, frozen, project
-from attacks.common import check_positive_int, check_vocabulary
-from attacks.distortions import DISTORTIONS, NON_DIFFERENTIABLE, check_severity
-from attacks.pgd import ascent_direction, check_budget, random_start
-from attacks.video_codec import h264, require_av
+from afsl_bench.attacks.base import ATTACKS, Attack, AttackOutput, Direction, Loss, Norm
+from afsl_bench.attacks.distortions import DISTORTIONS, NON_DIFFERENTIABLE, check_severity
+from afsl_bench.attacks.ops import (
+    ascent_direction,
+    attack_loss,
+    check_budget,
+    check_positive_int,
+    check_vocabulary,
+    frozen,
+    project,
+    random_start,
+)
+from afsl_bench.attacks.video_codec import h264, require_av
 
 Transform = Callable[..., torch.Tensor]
 

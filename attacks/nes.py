@@ -41,9 +41,17 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, attack_loss, project
-from attacks.common import check_positive_int, check_vocabulary
-from attacks.pgd import ascent_direction, check_budget, misclassified, random_start
+from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.ops import (
+    ascent_direction,
+    attack_loss,
+    check_budget,
+    check_positive_int,
+    check_vocabulary,
+    misclassified,
+    project,
+    random_start,
+)
 
 #: most noisy copies (images, or clips for a video detector) sent to the model in one forward
 MAX_BATCH = 1024

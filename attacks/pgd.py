@@ -23,30 +23,27 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks.backends import Backend, check_backend, run_backend
-from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, project
-from attacks.common import check_positive_int, check_vocabulary, loss_and_grad
-
-
-def random_start(x: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
-    """A uniform point of the L-inf ball, or a uniformly random direction scaled into the L2 ball."""
-    if Norm(norm) is Norm.LINF:
-        delta = torch.empty_like(x).uniform_(-eps, eps)
-    else:
-        delta = torch.randn_like(x)
-        radius = torch.rand(len(x), device=x.device).view(-1, *([1] * (x.dim() - 1)))
-        delta = delta / delta.flatten(1).norm(dim=1).view_as(radius).clamp_min(1e-12) * eps * radius
-    return (x + delta).clamp(0, 1) - x
-
-
-def ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
-    if Norm(norm) is Norm.LINF:
-        return grad.sign()
-    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
-
-
-def misclassified(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return logits.argmax(1) != y
+from afsl_bench.attacks.backends import (
+    ART_NORM,
+    Backend,
+    art_classifier,
+    art_generate,
+    check_backend,
+    first_problem,
+    run_backend,
+    translator,
+)
+from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.ops import (
+    ascent_direction,
+    check_budget,
+    check_positive_int,
+    check_vocabulary,
+    loss_and_grad,
+    misclassified,
+    project,
+    random_start,
+)
 
 
 @ATTACKS.register("pgd")
@@ -124,11 +121,70 @@ class PGD(Attack):
         return (x + d_new).clamp_(0, 1).sub_(x), logits
 
 
-def check_budget(eps: float, norm: Norm) -> None:
-    """L-inf budgets live in (0, 1] (pixel space); L2 budgets must be > 0."""
-    if Norm(norm) is Norm.LINF and not 0 < eps <= 1:
-        raise ValueError(
-            f"eps={eps:.4g} is outside (0, 1] for an L-inf budget in [0,1] pixel space (try 8/255)"
+
+# --- third-party backends (same settings, translated) -------------------------------------------------------
+
+
+def pgd_checks(attack: PGD, lib: str) -> list[tuple[bool, str]]:
+    return [
+        (
+            not attack.early_stop,
+            f"early_stop=true: {lib} steps every sample every time (set early_stop=false)",
         )
-    if Norm(norm) is Norm.L2 and not eps > 0:
-        raise ValueError(f"eps={eps:.4g} must be > 0 for an L2 budget (try 0.5)")
+    ]
+
+
+def ta_pgd_supports(attack: PGD) -> str | None:
+    return first_problem(
+        (
+            Loss(attack.loss) is Loss.CE,
+            f"loss={attack.loss!r}: torchattacks' PGD maximises cross-entropy only",
+        ),
+        (attack.restarts == 1, f"restarts={attack.restarts}: torchattacks' PGD has no restarts"),
+        *pgd_checks(attack, "torchattacks' PGD"),
+    )
+
+
+@translator(PGD, Backend.TORCHATTACKS, supports=ta_pgd_supports)
+def torchattacks_pgd(attack: PGD, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """torchattacks.PGD (L-inf) or PGDL2 (its division guard set to ours, 1e-12)."""
+    import torchattacks
+
+    common = {
+        "eps": attack.eps,
+        "alpha": attack.step,
+        "steps": attack.steps,
+        "random_start": attack.random_start,
+    }
+    if Norm(attack.norm) is Norm.LINF:
+        return torchattacks.PGD(model, **common)(x, y)
+    return torchattacks.PGDL2(model, eps_for_division=1e-12, **common)(x, y)
+
+
+def art_pgd_supports(attack: PGD) -> str | None:
+    return first_problem(
+        (
+            attack.random_start or attack.restarts == 1,
+            f"restarts={attack.restarts} with random_start=false: ART's restarts are random starts",
+        ),
+        *pgd_checks(attack, "ART's ProjectedGradientDescent"),
+    )
+
+
+@translator(PGD, Backend.ART, supports=art_pgd_supports)
+def art_pgd(attack: PGD, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """ART's ProjectedGradientDescentPyTorch; restarts are its ``num_random_init`` (it keeps a later
+    restart's point where that one fools the model, we keep the first: the same samples are broken)."""
+    from art.attacks.evasion import ProjectedGradientDescentPyTorch
+
+    art = ProjectedGradientDescentPyTorch(
+        art_classifier(model, x, attack.loss),
+        norm=ART_NORM[Norm(attack.norm)],
+        eps=attack.eps,
+        eps_step=attack.step,
+        max_iter=attack.steps,
+        num_random_init=attack.restarts if attack.random_start else 0,
+        batch_size=len(x),
+        verbose=False,
+    )
+    return art_generate(art, x, y)

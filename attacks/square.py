@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.backends import (
+from afsl_bench.attacks.backends import (
     ART_NORM,
     TA_NORM,
     Backend,
@@ -63,9 +63,14 @@ from attacks.backends import (
     ta_seed,
     translator,
 )
-from attacks.base import ATTACKS, Attack, Direction, Loss, Norm, attack_loss
-from attacks.common import check_positive_int, check_vocabulary
-from attacks.pgd import check_budget, misclassified
+from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.ops import (
+    attack_loss,
+    check_budget,
+    check_positive_int,
+    check_vocabulary,
+    misclassified,
+)
 
 #: iterations (of 10000) after which p halves (the paper's schedule; ``p_selection`` in the authors' code)
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

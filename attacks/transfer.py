@@ -5,10 +5,12 @@ deepfake detectors: Hussain et al., WACV 2021, https://arxiv.org/abs/2002.12749)
 The surrogate is itself a component spec: a registered detector and defense, trained with the cell's
 training settings on ``surrogate_data`` (a registered data set with its defaults; None: the cell's training
 data) with seed ``surrogate_seed`` (None: the cell's seed + 1, so the same architecture is an independently
-trained model), or loaded from the checkpoint cache when that training spec has run before. The runner
-supplies it through ``Attack.prepare``; the target's gradients are never used, so the target may be
-non-differentiable. With the target's own detector, defense and seed as surrogate, the
-surrogate *is* the target (same training id, same checkpoint) and the result equals the white-box attack.
+trained model), or loaded from the checkpoint cache when that training spec has run before. The attack
+names it in ``surrogates()``: the planner checks those names against the registries before anything runs
+(this module imports none of them), and the runner supplies the model through ``Attack.prepare``. The
+target's gradients are never used, so the target may be non-differentiable. With the target's own detector,
+defense and seed as surrogate, the surrogate *is* the target (same training id, same checkpoint) and the
+result equals the white-box attack.
 
 The inner attack is any registered gradient attack (``inner``: pgd, apgd, fgsm, cw, eot-pgd, ...); the
 shared vocabulary (eps, steps, step_size, norm, loss, direction, early_stop) is passed on to it where it
@@ -35,10 +37,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, AttackContext, Direction, Loss, Norm
-from attacks.common import check_positive_int, check_vocabulary
-from attacks.pgd import check_budget, misclassified
-from benchmark.errors import ConfigError
+from afsl_bench.attacks.base import ATTACKS, Attack, AttackContext, Direction, Loss, Norm, SurrogateRequest
+from afsl_bench.attacks.ops import check_budget, check_positive_int, check_vocabulary, misclassified
+from afsl_bench.core.errors import ConfigError
 
 #: the inner attack's fields the transfer attack passes on when the inner attack has them
 SHARED = ("eps", "steps", "step_size", "norm", "loss", "early_stop")
@@ -79,7 +80,6 @@ class Transfer(Attack):
                 f"inner={self.inner!r} needs no gradients, so it does not transfer; use it directly"
             )
         self.inner_attack()  # the inner attack validates the shared values now, not at the first batch
-        _check_registered(self.surrogate_detector, self.surrogate_defense, self.surrogate_data)
 
     def inner_attack(self) -> Attack:
         fields = ATTACKS.params_of(self.inner)
@@ -88,6 +88,10 @@ class Transfer(Attack):
             return ATTACKS.build(self.inner, **shared)
         except ConfigError as err:
             raise ValueError(f"inner attack: {err}") from err
+
+    def surrogates(self) -> tuple[SurrogateRequest, ...]:
+        """The surrogate by registered names: the planner checks them before anything runs."""
+        return (SurrogateRequest(self.surrogate_detector, self.surrogate_defense, self.surrogate_data),)
 
     def prepare(self, context: AttackContext) -> Attack:
         seed = context.seed + 1 if self.surrogate_seed is None else self.surrogate_seed
@@ -123,19 +127,3 @@ class BoundTransfer(Attack):
             fooled = misclassified(surrogate(x_adv), y)
         return x_adv, {"fooled_surrogate": fooled}
 
-
-def _check_registered(detector: str, defense: str, data: str | None) -> None:
-    from benchmark.data import (
-        DATASETS,  # the registries of other kinds; imported here to keep attacks standalone
-    )
-    from defenses import DEFENSES
-    from detectors import DETECTORS
-
-    checks = [("surrogate_detector", DETECTORS, detector), ("surrogate_defense", DEFENSES, defense)]
-    if data is not None:
-        checks.append(("surrogate_data", DATASETS, data))
-    for field, registry, name in checks:
-        try:
-            registry.get(name)
-        except ConfigError as err:
-            raise ValueError(f"{field}: {err}") from err

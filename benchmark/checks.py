@@ -35,8 +35,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from attacks import ATTACKS, Attack
-from attacks.base import Loss, Norm, attack_loss, attacked_mask, frozen
+from afsl_bench.attacks import ATTACKS, Attack
+from afsl_bench.attacks.base import Loss, Norm
+from afsl_bench.attacks.ops import attack_loss, attacked_mask, frozen
 
 #: logits of two passes over the same input closer than this are "the same" (GPU kernels are not bitwise
 #: deterministic; a randomised front end moves logits by far more)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import ConfigError
+from afsl_bench.core.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 

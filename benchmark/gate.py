@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ConfigError
-from benchmark.runner import RunOptions
-from benchmark.sweep import Suite, describe, load_suite, run_sweep
-from results.store import RecordStore, atomic_write_bytes
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.execute import RunOptions
+from afsl_bench.store import RecordStore, atomic_write_bytes
+from afsl_bench.sweep import Suite, describe, load_suite, run_sweep
 
 METRICS = ("robust_acc", "clean_acc")
 TOLERANCE = 0.02
@@ -38,14 +38,14 @@ class GateResult:
 def read_baseline(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"baseline '{path}' does not exist; create it with: afsl-bench check --update")
+        raise ConfigError(f"baseline '{path}' does not exist; create it with: afsl-bench gate --update")
     try:
         baseline = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"baseline '{path}' is not valid JSON: {err}") from None
     for key in ("suite", "cells"):
         if key not in baseline:
-            raise ConfigError(f"baseline '{path}' has no '{key}'; rewrite it with: afsl-bench check --update")
+            raise ConfigError(f"baseline '{path}' has no '{key}'; rewrite it with: afsl-bench gate --update")
     return baseline
 
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.errors import ConfigError
-from benchmark.sweep import Suite
-from benchmark.tables import eps_label, pivot, tidy, to_markdown
-from results.store import RecordStore, atomic_write_bytes
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.store import RecordStore, atomic_write_bytes
+from afsl_bench.sweep import Suite
+from afsl_bench.tables import eps_label, pivot, tidy, to_markdown
 
 BEGIN = "<!-- BEGIN GENERATED: afsl-bench leaderboard -->"
 END = "<!-- END GENERATED: afsl-bench leaderboard -->"
@@ -113,7 +113,7 @@ def current_block(text: str) -> str:
 
 def family(attack: str) -> str:
     """white-box (gradients), black-box (scores or a surrogate only) or distortion (no adversary)."""
-    from attacks import ATTACKS
+    from afsl_bench.attacks import ATTACKS
 
     if "severity" in ATTACKS.params_of(attack):
         return "distortion"
@@ -349,8 +349,8 @@ def flags(records: list[dict[str, Any]]) -> str:
 
 
 def plot_links(plots_dir: Path, page: Path) -> dict[str, str]:
-    """{plot: path relative to the page} for the PNGs present, in the order ``benchmark.plots`` draws them."""
-    from benchmark.plots import PLOTS as ORDER
+    """{plot: path relative to the page} for the PNGs present, in the order ``afsl_bench.plots`` draws them."""
+    from afsl_bench.plots import PLOTS as ORDER
 
     present = {p.stem: p for p in plots_dir.glob("*.png")}
     return {

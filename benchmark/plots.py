@@ -8,7 +8,7 @@
 - ``afsl_ablation``: bars of robust accuracy per AFSL variant (a loss term switched off), mean ± sd over
   seeds, one bar per attack.
 
-Nothing is re-run: every number comes from the records (``benchmark.tables.tidy``).
+Nothing is re-run: every number comes from the records (``afsl_bench.tables.tidy``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from benchmark.errors import ConfigError
-from benchmark.tables import eps_label
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.tables import eps_label
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:

@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ConfigError
-from benchmark.executors import Executor, LocalExecutor
-from benchmark.registry import did_you_mean
-from benchmark.runner import KINDS, RunOptions, plan_cell
-from benchmark.spec import CellSpec
-from results.store import RecordStore
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import did_you_mean
+from afsl_bench.core.spec import CellSpec
+from afsl_bench.execute import RunOptions
+from afsl_bench.executors import Executor, LocalExecutor
+from afsl_bench.plan import KINDS, plan_cell
+from afsl_bench.store import RecordStore
 
 #: the [sweep] keys: the lists crossed into cells
 AXES = ("detectors", "defenses", "attacks", "data", "eval", "eps", "seeds")
@@ -159,7 +160,7 @@ def _component_table(raw: dict[str, Any], kind: str, name: str) -> dict[str, Any
 
 
 def _has_eps(attack: str) -> bool:
-    from attacks import ATTACKS
+    from afsl_bench.attacks import ATTACKS
 
     return "eps" in ATTACKS.params_of(attack)
 
@@ -217,7 +218,7 @@ def run_sweep(
 
 def describe(cell: CellSpec) -> str:
     """One line per cell, with the parameters that differ from the defaults (the table labels)."""
-    from benchmark.tables import labels
+    from afsl_bench.tables import labels
 
     spec = cell.to_json()
     shown = labels(spec)

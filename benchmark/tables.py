@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.errors import ConfigError
-from benchmark.registry import did_you_mean
-from benchmark.spec import to_jsonable
-from results.store import STATUS_OK, RecordStore
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import did_you_mean
+from afsl_bench.core.spec import to_jsonable
+from afsl_bench.store import STATUS_OK, RecordStore
 
 #: the tidy columns a table can be pivoted on
 DIMENSIONS = ("detector", "defense", "attack", "train_data", "eval_data", "seed")
@@ -63,7 +63,7 @@ def _show(value: Any) -> str:
 
 
 def attack_label(spec: dict[str, Any]) -> str:
-    from attacks import ATTACKS
+    from afsl_bench.attacks import ATTACKS
 
     params = spec["attack"]["params"]
     name = spec["attack"]["name"]
@@ -78,9 +78,9 @@ def attack_label(spec: dict[str, Any]) -> str:
 
 def labels(spec: dict[str, Any]) -> dict[str, str]:
     """The table dimensions of one record, each with the parameters that differ from the defaults."""
-    from benchmark.data import DATASETS
-    from defenses import DEFENSES
-    from detectors import DETECTORS
+    from afsl_bench.data import DATASETS
+    from afsl_bench.defenses import DEFENSES
+    from afsl_bench.detectors import DETECTORS
 
     return {
         "detector": spec["detector"]["name"] + changed(DETECTORS, spec["detector"], HIDDEN["detector"]),
@@ -134,9 +134,10 @@ def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def load(results_dir: Path | str) -> pd.DataFrame:
-    frame = tidy(RecordStore(results_dir))
+    store = RecordStore(results_dir)
+    frame = tidy(store)
     if frame.empty:
-        raise ConfigError(f"no finished records under {Path(results_dir) / 'records'}: run a cell or a sweep first")
+        raise ConfigError(f"no finished records under {store.records}: run a cell or a sweep first")
     return frame
 
 

@@ -36,12 +36,13 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Loss, Norm, frozen
-from attacks.pgd import PGD, check_budget, random_start
-from benchmark.types import FAKE, REAL, Batch
-from defenses.base import DEFENSES, Defense, TrainContext
-from defenses.trades import ascend_linf
-from detectors.base import Detector, Head
+from afsl_bench.attacks.base import Loss, Norm
+from afsl_bench.attacks.ops import check_budget, frozen, random_start
+from afsl_bench.attacks.pgd import PGD
+from afsl_bench.core.types import FAKE, REAL, Batch
+from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
+from afsl_bench.defenses.trades import ascend_linf
+from afsl_bench.detectors.base import Detector, Head
 
 
 class AttackLoss(StrEnum):

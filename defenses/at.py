@@ -14,11 +14,12 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Loss, Norm
-from attacks.pgd import PGD, check_budget
-from benchmark.types import Batch
-from defenses.base import DEFENSES, Defense, TrainContext
-from detectors.base import Detector
+from afsl_bench.attacks.base import Loss, Norm
+from afsl_bench.attacks.ops import check_budget
+from afsl_bench.attacks.pgd import PGD
+from afsl_bench.core.types import Batch
+from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
+from afsl_bench.detectors.base import Detector
 
 
 @DEFENSES.register("at")

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 import torch
 
-from benchmark.registry import Registry
-from benchmark.types import Batch
-from detectors.base import Detector, Head
+from afsl_bench.core.registry import Registry
+from afsl_bench.core.types import Batch
+from afsl_bench.detectors.base import Detector, Head
 
 DEFENSES: Registry = Registry("defense")
 

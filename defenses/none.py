@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmark.types import Batch
-from defenses.base import DEFENSES, Defense, TrainContext
-from detectors.base import Detector
+from afsl_bench.core.types import Batch
+from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
+from afsl_bench.detectors.base import Detector
 
 
 @DEFENSES.register("none")

@@ -17,11 +17,12 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Loss, Norm, frozen
-from attacks.pgd import PGD, check_budget
-from benchmark.types import Batch
-from defenses.base import DEFENSES, Defense, TrainContext
-from detectors.base import Detector
+from afsl_bench.attacks.base import Loss, Norm
+from afsl_bench.attacks.ops import check_budget, frozen
+from afsl_bench.attacks.pgd import PGD
+from afsl_bench.core.types import Batch
+from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
+from afsl_bench.detectors.base import Detector
 
 
 def kl_clean_adv(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:

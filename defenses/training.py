@@ -5,7 +5,7 @@ from ``<train_id>.partial.pt`` when an earlier run was interrupted, and otherwis
 after each epoch it measures validation accuracy (clean; robust under the defense's attack when selecting on
 it), keeps the best state, and writes the resumable partial checkpoint atomically. At the end it reloads the
 best state, fixes the decision threshold on clean VALIDATION scores (equal-error-rate point of the margin
-z_fake - z_real; mission.md: thresholds are never fixed on test data), and saves the final checkpoint.
+z_fake - z_real; thresholds are never fixed on test data, README "Threat model and metrics"), and saves the final checkpoint.
 Checkpoints hold tensors and plain Python only, so ``torch.load(..., weights_only=True)`` reads them.
 
 NaN guard: the first non-finite loss raises ``NonFiniteLossError`` naming the defense, epoch and step.
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +25,13 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import ConfigError
-from benchmark.spec import to_jsonable
-from benchmark.types import DataBundle, Split
-from defenses.base import Defense, TrainContext
-from defenses.validation import calibrate, validate
-from detectors.base import Detector
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.io import atomic_write
+from afsl_bench.core.spec import to_jsonable
+from afsl_bench.core.types import DataBundle, Split
+from afsl_bench.defenses.base import Defense, TrainContext
+from afsl_bench.defenses.validation import calibrate, validate
+from afsl_bench.detectors.base import Detector
 
 log = logging.getLogger(__name__)
 
@@ -312,12 +311,5 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file in the same directory, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through the one atomic writer: readers never see half a checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -1,7 +1,7 @@
 """Validation during training and the final threshold calibration (used by ``defenses.training``).
 
 Everything here reads the VALIDATION split only: per-epoch accuracies rank epochs for model selection, and
-the decision threshold is fixed on clean validation scores (mission.md: never on test data).
+the decision threshold is fixed on clean validation scores (never on test data: README, "Threat model and metrics").
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from benchmark.metrics import detection_metrics, eer_and_threshold
-from benchmark.types import Split
-from defenses.base import Defense
-from detectors.base import Detector
+from afsl_bench.core.metrics import detection_metrics, eer_and_threshold
+from afsl_bench.core.types import Split
+from afsl_bench.defenses.base import Defense
+from afsl_bench.detectors.base import Detector
 
 
 @torch.no_grad()

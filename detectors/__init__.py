@@ -1,16 +1,15 @@
-"""DETECTORS registry: one file per detector; each takes RGB in [0, 1] and returns two logits (1 = fake)."""
+"""DETECTORS registry: one file per detector (the timm backbones: one table in ``timm_models``); each takes
+RGB in [0, 1] and returns two logits (1 = fake)."""
 
-from detectors import (  # noqa: F401  (registration)
+from afsl_bench.detectors import (  # noqa: F401  (registration)
     cnn_gru,
-    efficientnet,
     meso,
     meso_inception,
     r3d,
     resnet,
-    resnet50,
+    timm_models,
     tiny_cnn,
-    xception,
 )
-from detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.base import DETECTORS, Detector, Head
 
 __all__ = ["DETECTORS", "Detector", "Head"]

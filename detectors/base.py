@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.registry import Registry
+from afsl_bench.core.registry import Registry
 
 DETECTORS: Registry = Registry("detector")
 

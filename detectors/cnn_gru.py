@@ -18,9 +18,9 @@ from enum import StrEnum
 import torch
 from torch import nn
 
-from benchmark.errors import ConfigError
-from detectors.base import DETECTORS, Detector, Head
-from detectors.weights import WEIGHTS_HINT, build_with_weights
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.weights import WEIGHTS_HINT, build_with_weights
 
 
 class Temporal(StrEnum):

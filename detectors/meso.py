@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.base import DETECTORS, Detector, Head
 
 
 def meso_conv(c_in: int, c_out: int, kernel: int, pool: nn.Module) -> list[nn.Module]:

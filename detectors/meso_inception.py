@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from detectors.base import DETECTORS, Head
-from detectors.meso import MesoNet, meso_conv
-from detectors.weights import build_with_weights
+from afsl_bench.detectors.base import DETECTORS, Head
+from afsl_bench.detectors.meso import MesoNet, meso_conv
+from afsl_bench.detectors.weights import build_with_weights
 
 
 def inception_branch(c_in: int, c_out: int, dilation: int | None) -> nn.Sequential:

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, video
 
-from detectors.base import DETECTORS, Detector, Head
-from detectors.weights import build_with_weights, pretrained_download
+from afsl_bench.detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.weights import build_with_weights, pretrained_download
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.base import DETECTORS, Detector, Head
 
 
 class BasicBlock(nn.Module):

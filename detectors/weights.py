@@ -22,7 +22,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from benchmark.errors import ConfigError
+from afsl_bench.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.apgd import APGD
-from attacks.pgd import PGD
-from detectors import DETECTORS
+from afsl_bench.attacks.apgd import APGD
+from afsl_bench.attacks.pgd import PGD
+from afsl_bench.detectors import DETECTORS
 
 
 def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, extra_forward: bool) -> None:

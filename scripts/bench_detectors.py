@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from detectors import DETECTORS, Detector
+from afsl_bench.detectors import DETECTORS, Detector
 
 
 def clip_or_batch(model: Detector, batch: int, frames: int, device: str) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Benchmark: ``afsl-bench prepare`` throughput (frames/s) and loading from a prepared store (images/s).
 
 Prepare: a DFDC-layout tree of ``--videos`` H.264 videos (``--video-frames`` frames of ``--side`` px, synthetic
-faces from ``benchmark.data.synthetic_faces``) is prepared with ``--frames`` sampled frames per video; the
+faces from ``afsl_bench.data.synthetic_faces``) is prepared with ``--frames`` sampled frames per video; the
 rate counts sampled frames (decode + face detection + crop + write) per second of wall time.
 
 Loading: a store of ``--load-videos`` x 32 random 64 px crops is written with the store's own writer, then
@@ -27,10 +27,10 @@ import av
 import numpy as np
 import torch
 
-from benchmark.data import DATASETS
-from benchmark.data.synthetic_faces import render, sample_identities, sample_views
-from benchmark.prepare import PrepareOptions, prepare
-from benchmark.prepare.store import build_manifest, open_store, video_key, write_video
+from afsl_bench.data import DATASETS
+from afsl_bench.data.synthetic_faces import render, sample_identities, sample_views
+from afsl_bench.prepare import PrepareOptions, prepare
+from afsl_bench.prepare.store import build_manifest, open_store, video_key, write_video
 
 
 def face_frames(seed: int, n: int, side: int) -> np.ndarray:

@@ -33,8 +33,9 @@ from functools import partial
 import bench_attacks  # the sibling script (scripts/ is on sys.path when a script in it runs)
 import torch
 
-from attacks import ATTACKS
-from benchmark.runner import RunOptions, plan_cell, trained_model
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.execute import RunOptions, trained_model
+from afsl_bench.plan import plan_cell
 
 SMALL_DATA = ["data.n_identities=60", "data.images_per_identity=8", "data.resolution=64", "train.epochs=4"]
 

@@ -1,6 +1,6 @@
 """Tiny raw data sets in the real on-disk layouts: H.264 mp4 files of synthetic faces written with PyAV.
 
-Each video is 8 frames of 128 px (a face rendered by ``benchmark.data.synthetic_faces``, which OpenCV's
+Each video is 8 frames of 128 px (a face rendered by ``afsl_bench.data.synthetic_faces``, which OpenCV's
 Haar cascade and MTCNN both find); ``blank`` videos hold no face and ``corrupt`` files are not videos.
 """
 
@@ -14,8 +14,8 @@ import av
 import numpy as np
 import torch
 
-from benchmark.data.synthetic_faces import render, sample_identities, sample_views
-from benchmark.prepare.layout import hashed_split
+from afsl_bench.data.synthetic_faces import render, sample_identities, sample_views
+from afsl_bench.prepare.layout import hashed_split
 
 FRAMES, SIDE = 8, 128
 # The first official FF++ pair of each split (benchmark/prepare/splits/ffpp/*.json)

@@ -12,11 +12,11 @@ import torch
 from _attack_fixtures import accuracy, make_images, train_model
 from torch import nn
 
-from attacks import ATTACKS
-from attacks.apgd import APGD, checkpoints
-from attacks.apgd_state import State
-from attacks.base import AttackContext
-from benchmark.errors import ConfigError
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.attacks.apgd import APGD, checkpoints
+from afsl_bench.attacks.apgd_state import State
+from afsl_bench.attacks.base import AttackContext
+from afsl_bench.core.errors import ConfigError
 
 #: one sample of the 256 evaluated: tolerance for "not weaker" comparisons between deterministic runs
 ONE = 1 / 256

@@ -9,9 +9,9 @@ import torch
 from _attack_fixtures import make_images, train_model
 from torch import nn
 
-from attacks import ATTACKS
-from attacks.base import GradientsUnavailableError
-from benchmark.checks import ProbeSettings, run_checks, store_flags
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.attacks.base import GradientsUnavailableError
+from afsl_bench.checks import ProbeSettings, run_checks, store_flags
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -186,7 +186,7 @@ def test_store_flags_quiet_on_a_sound_set():
 def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(model, data, monkeypatch):
     """The runner shares the checks of the model alone between the cells of one model and evaluation set:
     a cell that reuses them gets exactly the flags a fresh computation gives, whatever ran before."""
-    from benchmark import checks
+    from afsl_bench import checks
 
     x, y = data
     robust = torch.ones_like(y, dtype=torch.bool)  # as if the cell's attack had left every sample robust

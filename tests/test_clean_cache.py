@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.evaluate
-from benchmark.runner import RunOptions, _related, build_attack, plan_cell, run_cell, trained_model
-from results.store import RecordStore
+import afsl_bench.evaluation
+from afsl_bench.execute import RunOptions, _related, run_cell, trained_model
+from afsl_bench.plan import build_attack, plan_cell
+from afsl_bench.store import RecordStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,13 +22,13 @@ BATCH = 8
 def margins(monkeypatch) -> list[int]:
     """Counts ``margin`` calls in evaluate: one per batch for the clean pass, one for the adversarial one."""
     calls: list[int] = []
-    real = benchmark.evaluate.margin
+    real = afsl_bench.evaluation.margin
 
     def counted(logits: torch.Tensor) -> torch.Tensor:
         calls.append(len(logits))
         return real(logits)
 
-    monkeypatch.setattr(benchmark.evaluate, "margin", counted)
+    monkeypatch.setattr(afsl_bench.evaluation, "margin", counted)
     return calls
 
 
@@ -74,11 +75,11 @@ def test_evaluate_with_given_clean_scores_gives_the_table_it_computes(tmp_path) 
     model, bundle = trained_model(spec.training, RunOptions(results_dir=tmp_path, device="cpu"))
     kwargs = {"batch_size": BATCH, "device": torch.device("cpu"), "seed": 0}
     split = bundle.test  # the evaluation set is the training set's test split here
-    computed = benchmark.evaluate.evaluate(model, build_attack(spec.attack), split, **kwargs)
+    computed = afsl_bench.evaluation.evaluate(model, build_attack(spec.attack), split, **kwargs)
     given = torch.tensor(computed["clean_score"].to_numpy())
-    reused = benchmark.evaluate.evaluate(
+    reused = afsl_bench.evaluation.evaluate(
         model, build_attack(spec.attack), split, clean_scores=given, **kwargs
     )
     assert computed.equals(reused)
     with pytest.raises(ValueError, match="clean_scores has 3 scores"):
-        benchmark.evaluate.evaluate(model, build_attack(spec.attack), split, clean_scores=given[:3], **kwargs)
+        afsl_bench.evaluation.evaluate(model, build_attack(spec.attack), split, clean_scores=given[:3], **kwargs)

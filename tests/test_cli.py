@@ -10,7 +10,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from benchmark.cli import app
+from afsl_bench.cli import app
 
 SMALL = [
     "--set",
@@ -135,7 +135,7 @@ def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> 
     args = [
         sys.executable,
         "-m",
-        "benchmark.cli",
+        "afsl_bench.cli",
         "run",
         "--defense",
         "none",
@@ -168,3 +168,33 @@ def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> 
     rerun = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=300, env=os.environ, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["training"]["resumed_after_epoch"] >= 1
+
+
+def test_a_long_error_stays_on_one_line_on_a_narrow_terminal(tmp_path) -> None:
+    # rich wraps at the console width (80 columns when not on a terminal, here 40): the command an error
+    # quotes must stay on one line, copyable
+    baseline = tmp_path / ("a-rather-long-folder-name-" * 3) / "baseline.json"
+    command = [sys.executable, "-m", "afsl_bench.cli", "gate", "--baseline", str(baseline)]
+    env = {**os.environ, "COLUMNS": "40"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 2, done.stderr
+    line = f"error: baseline '{baseline}' does not exist; create it with: afsl-bench gate --update"
+    assert line in done.stderr.splitlines()
+
+
+def test_brackets_in_an_error_are_printed_verbatim(tmp_path) -> None:
+    suite = tmp_path / "empty.toml"
+    suite.write_text("")
+    outcome = invoke("sweep", str(suite), "--dry-run", "--results-dir", str(tmp_path))
+    assert outcome.exit_code == 2
+    assert "a suite needs a [sweep] table (or [[sweep]] tables) with " in outcome.output
+
+
+def test_prepare_and_run_share_the_one_set_parser() -> None:
+    from afsl_bench.plan import KINDS
+
+    shown = " ".join(invoke("run", "--help").output.split())
+    assert all(kind in shown for kind in KINDS)
+    for bad in ("prepare ff++ --root . --set compression", "prepare ff++ --root . --set video.codec=x"):
+        outcome = invoke(*bad.split())
+        assert outcome.exit_code == 2 and "--set '" in outcome.output and "Traceback" not in outcome.output

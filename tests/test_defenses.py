@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attacks.pgd import PGD
-from benchmark.errors import ConfigError
-from benchmark.types import Batch
-from defenses import DEFENSES, TrainContext
-from defenses.afsl import AFSL, AttackLoss, similarity_loss
-from defenses.trades import Trades, kl_clean_adv
-from detectors import DETECTORS, Head
+from afsl_bench.attacks.pgd import PGD
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.types import Batch
+from afsl_bench.defenses import DEFENSES, TrainContext
+from afsl_bench.defenses.afsl import AFSL, AttackLoss, similarity_loss
+from afsl_bench.defenses.trades import Trades, kl_clean_adv
+from afsl_bench.detectors import DETECTORS, Head
 
 EPS = 8 / 255
 

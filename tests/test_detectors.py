@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import ConfigError
-from detectors import DETECTORS, Head
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.detectors import DETECTORS, Head
 
 
 def takes_clips(name: str) -> bool:

@@ -19,10 +19,10 @@ from _attack_fixtures import accuracy, make_images, train_model
 from PIL import Image
 from torch import nn
 
-from attacks import ATTACKS
-from attacks.distortions import BLUR_KERNEL, COLOR_SHIFT, JPEG_QUALITY, NOISE_STD, noise
-from attacks.eot_pgd import TRANSFORMS
-from benchmark.errors import ConfigError
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.attacks.distortions import BLUR_KERNEL, COLOR_SHIFT, JPEG_QUALITY, NOISE_STD, noise
+from afsl_bench.attacks.eot_pgd import TRANSFORMS
+from afsl_bench.core.errors import ConfigError
 
 NAMES = ["blur", "color", "jpeg", "noise", "resize", "video-codec"]
 NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")

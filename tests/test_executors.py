@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from benchmark.cli import app
-from benchmark.errors import ConfigError
-from benchmark.executors import LocalExecutor, RayExecutor, check_reachable
-from benchmark.runner import RunOptions
-from benchmark.sweep import load_suite, run_sweep
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.execute import RunOptions
+from afsl_bench.executors import LocalExecutor, RayExecutor, check_reachable
+from afsl_bench.sweep import load_suite, run_sweep
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import DATASETS
-from benchmark.errors import DataNotFoundError
+from afsl_bench.core.errors import DataNotFoundError
+from afsl_bench.data import DATASETS
 
 
 def _write_images(folder, n, mode="RGB", size=(40, 30)):

@@ -5,7 +5,8 @@ Slow (about 3 minutes on 2 CPU cores): run with `pytest -m slow`; CI runs it aft
 
 import pytest
 
-from benchmark.runner import RunOptions, plan_cell, run_cell
+from afsl_bench.execute import RunOptions, run_cell
+from afsl_bench.plan import plan_cell
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from benchmark import leaderboard as lb
-from benchmark.cli import app
-from benchmark.errors import ConfigError
-from benchmark.sweep import load_suite
-from results.store import RecordStore
+from afsl_bench import leaderboard as lb
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.store import RecordStore
+from afsl_bench.sweep import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import metrics
+from afsl_bench.core import metrics
 
 
 def test_auc_matches_pairwise_definition() -> None:

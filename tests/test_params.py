@@ -5,9 +5,9 @@ from typing import Literal
 
 import pytest
 
-from benchmark.errors import ConfigError
-from benchmark.params import coerce, parse_value, split_overrides, typed_params
-from benchmark.registry import Param
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.params import coerce, parse_value, split_overrides, typed_params
+from afsl_bench.core.registry import Param
 
 
 class Colour(StrEnum):

@@ -7,9 +7,9 @@ import pytest
 from test_tables import record
 from typer.testing import CliRunner
 
-from benchmark.cli import app
-from benchmark.errors import ConfigError
-from benchmark.plots import (
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.plots import (
     afsl_ablation,
     clean_vs_robust,
     cross_dataset,
@@ -17,8 +17,8 @@ from benchmark.plots import (
     robust_vs_eps,
     transfer_matrix,
 )
-from benchmark.tables import tidy
-from results.store import RecordStore
+from afsl_bench.store import RecordStore
+from afsl_bench.tables import tidy
 
 
 @pytest.fixture(scope="module")

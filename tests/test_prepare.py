@@ -9,11 +9,11 @@ import pytest
 from _video_fixtures import FRAMES, celebdf_tree, face_video, ffpp_tree
 from typer.testing import CliRunner
 
-from benchmark.cli import app
-from benchmark.errors import ConfigError, DataNotFoundError
-from benchmark.prepare import FACE_DETECTORS, PrepareOptions, pipeline, prepare
-from benchmark.prepare.faces import Face
-from benchmark.prepare.frames import even_indices, square_around
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.prepare import FACE_DETECTORS, PrepareOptions, pipeline, prepare
+from afsl_bench.prepare.faces import Face
+from afsl_bench.prepare.frames import even_indices, square_around
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 OPTIONS = PrepareOptions(frames=FRAMES, size=32, workers=0)
@@ -164,5 +164,12 @@ def test_cli_prepare_bad_input_is_one_line(tmp_path):
         app, ["prepare", "ff++", "--root", str(tmp_path), "--set", "compression=c50"]
     )
     assert outcome.exit_code == 2 and "'c50' is not one of raw, c23, c40" in outcome.output
+    for spelled in ("compression=c50", "layout.compression=c50"):  # the one --set parser: both spellings
+        outcome = CliRunner().invoke(app, ["prepare", "ff++", "--root", str(tmp_path), "--set", spelled])
+        assert outcome.exit_code == 2
+        assert "--set layout.compression=c50: 'c50' is not one of" in outcome.output
+    outcome = CliRunner().invoke(app, ["prepare", "ff++", "--root", str(tmp_path), "--set", "compression"])
+    assert outcome.exit_code == 2
+    assert "--set 'compression' must look like KEY=VALUE, e.g. compression=c40" in outcome.output
     outcome = CliRunner().invoke(app, ["prepare", "ff++", "--root", str(tmp_path), "--face-detector", "dlib"])
     assert outcome.exit_code == 2 and "unknown face detector 'dlib'" in outcome.output

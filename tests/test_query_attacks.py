@@ -18,11 +18,19 @@ import torch.nn.functional as F
 from _attack_fixtures import accuracy, make_images, train_model
 from torch import nn
 
-import attacks.nes as nes_module
-from attacks import ATTACKS
-from attacks.nes import nes_gradient
-from attacks.square import HALVINGS, l2_init, l2_proposal, linf_init, meta_bump, p_schedule, pseudo_gaussian
-from benchmark.errors import ConfigError
+import afsl_bench.attacks.nes as nes_module
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.attacks.nes import nes_gradient
+from afsl_bench.attacks.square import (
+    HALVINGS,
+    l2_init,
+    l2_proposal,
+    linf_init,
+    meta_bump,
+    p_schedule,
+    pseudo_gaussian,
+)
+from afsl_bench.core.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -19,12 +19,12 @@ from _video_fixtures import (
 )
 from typer.testing import CliRunner
 
-from benchmark import types
-from benchmark.cli import app
-from benchmark.data import DATASETS
-from benchmark.errors import ConfigError, DataNotFoundError
-from benchmark.prepare import PrepareOptions, prepare
-from benchmark.prepare.layout import FAKE, REAL
+from afsl_bench.cli import app
+from afsl_bench.core import types
+from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.data import DATASETS
+from afsl_bench.prepare import PrepareOptions, prepare
+from afsl_bench.prepare.layout import FAKE, REAL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 OPTIONS = PrepareOptions(frames=4, size=32, workers=0)

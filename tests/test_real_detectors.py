@@ -13,10 +13,10 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import ConfigError
-from detectors import DETECTORS, Head
-from detectors.cnn_gru import cudnn_enabled
-from detectors.weights import load_state
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.detectors import DETECTORS, Head
+from afsl_bench.detectors.cnn_gru import cudnn_enabled
+from afsl_bench.detectors.weights import load_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,6 +1,6 @@
 """Content-addressed specs: ids are stable, sensitive to what changes results, and shared where they must."""
 
-from benchmark.spec import CellSpec, Component, TrainSpec, canonical_json
+from afsl_bench.core.spec import CellSpec, Component, TrainSpec, canonical_json
 
 
 def _cell(attack_params=None, detector_version=1, seed=0) -> CellSpec:

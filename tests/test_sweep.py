@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from benchmark.cli import app
-from benchmark.errors import ConfigError
-from benchmark.runner import RunOptions
-from benchmark.sweep import load_suite, plan_status, run_sweep
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.execute import RunOptions
+from afsl_bench.sweep import load_suite, plan_status, run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -148,7 +148,8 @@ def test_inline_entries_and_several_grids_make_one_deduplicated_suite(tmp_path):
 
 
 def test_eval_samples_is_a_fixed_subset_of_the_test_split(tmp_path):
-    from benchmark.runner import evaluation_set, load_dataset, plan_cell
+    from afsl_bench.execute import evaluation_set
+    from afsl_bench.plan import load_dataset, plan_cell
 
     small = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32"]
     full = plan_cell("tiny-cnn", "none", "pgd", "synthetic", overrides=small)
@@ -226,7 +227,7 @@ def test_a_sweep_killed_midway_loses_nothing_and_the_rerun_retrains_nothing(tmp_
     path = tmp_path / "kill.toml"
     path.write_text(KILL_SUITE)
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "benchmark.cli", "sweep", str(path), "--results-dir", str(results)]
+    command = [sys.executable, "-m", "afsl_bench.cli", "sweep", str(path), "--results-dir", str(results)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     records = results / "records"

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from benchmark.data import DATASETS
-from benchmark.data.synthetic import SPLITS, SyntheticConfig, _check, generate, sensor_noise
-from benchmark.data.synthetic_faces import landmark_mask, render, sample_identities, sample_views, take
-from benchmark.data.synthetic_fakes import FFPP_STYLE, HQ_STYLE, METHODS, FakeInputs
-from benchmark.errors import ConfigError
-from benchmark.params import typed_params
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.params import typed_params
+from afsl_bench.data import DATASETS
+from afsl_bench.data.synthetic import SPLITS, SyntheticConfig, _check, generate, sensor_noise
+from afsl_bench.data.synthetic_faces import landmark_mask, render, sample_identities, sample_views, take
+from afsl_bench.data.synthetic_fakes import FFPP_STYLE, HQ_STYLE, METHODS, FakeInputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 SMALL = dict(n_identities=10, images_per_identity=4, resolution=32)

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from benchmark.cli import app
-from benchmark.errors import ConfigError
-from benchmark.runner import plan_cell
-from benchmark.tables import eps_label, pivot, tidy, to_markdown
-from results.store import RecordStore
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.plan import plan_cell
+from afsl_bench.store import RecordStore
+from afsl_bench.tables import eps_label, pivot, tidy, to_markdown
 
 
 def record(defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None) -> dict:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import eer_and_threshold
-from benchmark.types import Batch, DataBundle, Split
-from defenses import DEFENSES, Defense, TrainContext
-from defenses.training import NonFiniteLossError, TrainSettings, lr_factor, train
-from defenses.validation import margins
-from detectors import DETECTORS
+from afsl_bench.core.metrics import eer_and_threshold
+from afsl_bench.core.types import Batch, DataBundle, Split
+from afsl_bench.defenses import DEFENSES, Defense, TrainContext
+from afsl_bench.defenses.training import NonFiniteLossError, TrainSettings, lr_factor, train
+from afsl_bench.defenses.validation import margins
+from afsl_bench.detectors import DETECTORS
 
 SIZE = 32
 FAST = TrainSettings(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=0.0)

@@ -7,10 +7,11 @@ import torch
 from _attack_fixtures import accuracy, make_images, train_model
 from torch import nn
 
-from attacks import ATTACKS
-from attacks.base import AttackContext
-from benchmark.errors import ConfigError
-from benchmark.runner import RunOptions, plan_cell, run_cell
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.attacks.base import AttackContext, SurrogateRequest
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.execute import RunOptions, run_cell
+from afsl_bench.plan import plan_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,13 +70,31 @@ def test_transfer_needs_its_surrogate(model, data):
 
 
 @pytest.mark.parametrize("params, word", [
-    ({"inner": "transfer"}, "inner"), ({"inner": "jpegg"}, "inner"),
-    ({"surrogate_detector": "xceptionn"}, "surrogate_detector"),
-    ({"surrogate_defense": "afls"}, "afsl"), ({"surrogate_data": "synthetc"}, "surrogate_data"), ({"inner": "pgd", "steps": 0}, "steps"),
+    ({"inner": "transfer"}, "inner"), ({"inner": "jpegg"}, "inner"), ({"inner": "pgd", "steps": 0}, "steps"),
 ])
 def test_transfer_bad_parameters(params, word):
     with pytest.raises(ConfigError, match=word):
         ATTACKS.build("transfer", **params)
+
+
+def test_transfer_names_its_surrogate_and_other_attacks_need_none():
+    """The attack only names the models it needs; it does not look them up (attacks import no other kind's
+    registry): the planner checks the names."""
+    named = {"surrogate_detector": "meso4", "surrogate_defense": "at", "surrogate_data": "not-checked-here"}
+    transfer = ATTACKS.build("transfer", **named)
+    assert transfer.surrogates() == (SurrogateRequest("meso4", "at", "not-checked-here"),)
+    assert ATTACKS.build("transfer").surrogates() == (SurrogateRequest("resnet", "none", None),)
+    assert ATTACKS.build("pgd").surrogates() == ()
+
+
+@pytest.mark.parametrize("override, word", [
+    ("attack.surrogate_detector=resnt", "Did you mean 'resnet'"),
+    ("attack.surrogate_defense=afls", "Did you mean 'afsl'"),
+    ("attack.surrogate_data=synthetc", "Did you mean 'synthetic'"),
+])
+def test_the_planner_refuses_an_unknown_surrogate_name(override, word):
+    with pytest.raises(ConfigError, match=word):
+        plan_cell("tiny-cnn", "none", "transfer", "synthetic", overrides=[override])
 
 
 SMALL = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32", "train.epochs=1"]

@@ -1,5 +1,5 @@
-"""The data-set registry. A factory returns a ``DataBundle`` of uint8 splits (see ``benchmark.types``)."""
+"""The data-set registry. A factory returns a ``DataBundle`` of uint8 splits (see ``afsl_bench.core.types``)."""
 
-from benchmark.registry import Registry
+from afsl_bench.core.registry import Registry
 
 DATASETS: Registry = Registry("dataset")

@@ -7,10 +7,10 @@ raw videos first: ``afsl-bench prepare celeb-df --root <Celeb-DF-v2>``.
 
 from __future__ import annotations
 
-from benchmark.data.base import DATASETS
-from benchmark.data.prepared import NoFace, load_prepared
-from benchmark.prepare.celebdf import LAYOUT
-from benchmark.types import DataBundle
+from afsl_bench.core.types import DataBundle
+from afsl_bench.data.base import DATASETS
+from afsl_bench.data.prepared import NoFace, load_prepared
+from afsl_bench.prepare.celebdf import LAYOUT
 
 
 @DATASETS.register("celeb-df")

@@ -7,10 +7,10 @@ and its original are never in two splits. Prepare the raw videos first: ``afsl-b
 
 from __future__ import annotations
 
-from benchmark.data.base import DATASETS
-from benchmark.data.prepared import NoFace, load_prepared
-from benchmark.prepare.dfdc import LAYOUT
-from benchmark.types import DataBundle
+from afsl_bench.core.types import DataBundle
+from afsl_bench.data.base import DATASETS
+from afsl_bench.data.prepared import NoFace, load_prepared
+from afsl_bench.prepare.dfdc import LAYOUT
 
 
 @DATASETS.register("dfdc")

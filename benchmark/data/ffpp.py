@@ -4,15 +4,15 @@ made on its real videos, in the official FF++ 720 / 140 / 140 splits.
 FaceForensics++: Rossler et al., ICCV 2019, https://arxiv.org/abs/1901.08971. FaceShifter: Li et al.,
 CVPR 2020, https://arxiv.org/abs/1912.13457. DeeperForensics-1.0: Jiang et al., CVPR 2020,
 https://arxiv.org/abs/2001.03024. Prepare the raw videos first (``afsl-bench prepare ff++ --root ...``);
-the raw layouts are in ``benchmark.prepare.ffpp``.
+the raw layouts are in ``afsl_bench.prepare.ffpp``.
 """
 
 from __future__ import annotations
 
-from benchmark.data.base import DATASETS
-from benchmark.data.prepared import NoFace, load_prepared
-from benchmark.prepare.ffpp import DFO_LAYOUT, FFPP_LAYOUT, FFPP_METHODS, Compression
-from benchmark.types import DataBundle
+from afsl_bench.core.types import DataBundle
+from afsl_bench.data.base import DATASETS
+from afsl_bench.data.prepared import NoFace, load_prepared
+from afsl_bench.prepare.ffpp import DFO_LAYOUT, FFPP_LAYOUT, FFPP_METHODS, Compression
 
 
 @DATASETS.register("ff++")

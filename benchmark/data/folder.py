@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.data.base import DATASETS
-from benchmark.errors import ConfigError, DataNotFoundError
-from benchmark.types import DataBundle, Split
+from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.core.types import DataBundle, Split
+from afsl_bench.data.base import DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")

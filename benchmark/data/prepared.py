@@ -1,4 +1,4 @@
-"""Data sets read from a prepared store (written by ``afsl-bench prepare``; see ``benchmark.prepare.store``).
+"""Data sets read from a prepared store (written by ``afsl-bench prepare``; see ``afsl_bench.prepare.store``).
 
 ``load_prepared`` turns a store's manifest into train / val / test ``Split``s of face crops: frames
 [N,3,H,W] or, with ``clip_frames`` = T, clips [N,T,3,H,W] of T consecutive sampled frames of one video
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.data.shards import ShardedImages
-from benchmark.errors import ConfigError, DataNotFoundError
-from benchmark.types import DataBundle, Split
+from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.core.types import DataBundle, Split
+from afsl_bench.data.shards import ShardedImages
 
 SPLITS = ("train", "val", "test")
 MANIFEST, CONFIG = "manifest.parquet", "store.json"

@@ -28,9 +28,12 @@ import torch
 from torch import Tensor
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from benchmark.data.base import DATASETS
-from benchmark.data.synthetic_faces import Params, render, sample_identities, sample_views, take
-from benchmark.data.synthetic_fakes import (
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import did_you_mean
+from afsl_bench.core.types import DataBundle, Split
+from afsl_bench.data.base import DATASETS
+from afsl_bench.data.synthetic_faces import Params, render, sample_identities, sample_views, take
+from afsl_bench.data.synthetic_fakes import (
     FFPP_STYLE,
     HQ_STYLE,
     METHODS,
@@ -40,9 +43,6 @@ from benchmark.data.synthetic_fakes import (
     Style,
     crop_trace,
 )
-from benchmark.errors import ConfigError
-from benchmark.registry import did_you_mean
-from benchmark.types import DataBundle, Split
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ on one CPU core.
 
 An identity is a fixed parameter vector (``sample_identities``); a view adds pose, lighting, expression,
 clothing and background (``sample_views``); ``render`` draws noise-free scenes. Camera noise, clips and
-compression are steps of the data-set pipeline (``benchmark.data.synthetic``).
+compression are steps of the data-set pipeline (``afsl_bench.data.synthetic``).
 """
 
 from __future__ import annotations

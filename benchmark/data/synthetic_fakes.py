@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.data.synthetic_faces import Canvas, Params, landmark_mask, render
+from afsl_bench.data.synthetic_faces import Canvas, Params, landmark_mask, render
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@
 
 Layout readers (one per raw data set: ff++, faceshifter, deeperforensics, celeb-df, dfdc) list the videos
 with label, method, split and id; ``prepare`` decodes, finds faces, crops and writes the store
-(``benchmark.prepare.store``). Importing this package registers the readers and the face detectors.
+(``afsl_bench.prepare.store``). Importing this package registers the readers and the face detectors.
 """
 
-from benchmark.prepare import celebdf, dfdc, ffpp  # noqa: F401  (registration)
-from benchmark.prepare.faces import FACE_DETECTORS
-from benchmark.prepare.layout import LAYOUTS
-from benchmark.prepare.pipeline import PrepareOptions, VideoResult, prepare
+from afsl_bench.prepare import celebdf, dfdc, ffpp  # noqa: F401  (registration)
+from afsl_bench.prepare.faces import FACE_DETECTORS
+from afsl_bench.prepare.layout import LAYOUTS
+from afsl_bench.prepare.pipeline import PrepareOptions, VideoResult, prepare
 
 __all__ = ["FACE_DETECTORS", "LAYOUTS", "PrepareOptions", "VideoResult", "prepare"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from benchmark.prepare.layout import (
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.prepare.layout import (
     FAKE,
     LAYOUTS,
     REAL,

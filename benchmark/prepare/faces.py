@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import Registry
 
 #: long side of the image the detectors search (speed; boxes are mapped back to full resolution)
 DETECT_SIDE = 640

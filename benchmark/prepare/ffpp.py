@@ -21,8 +21,9 @@ from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
-from benchmark.errors import ConfigError, DataNotFoundError
-from benchmark.prepare.layout import (
+from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.core.registry import did_you_mean
+from afsl_bench.prepare.layout import (
     FAKE,
     LAYOUTS,
     REAL,
@@ -34,7 +35,6 @@ from benchmark.prepare.layout import (
     no_videos,
     shipped_split_file,
 )
-from benchmark.registry import did_you_mean
 
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 KNOWN_METHODS = (*FFPP_METHODS, "FaceShifter")

@@ -15,7 +15,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from benchmark.prepare.faces import Face
+from afsl_bench.prepare.faces import Face
 
 
 class UnreadableVideo(Exception):

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from benchmark.errors import DataNotFoundError
-from benchmark.registry import Registry
+from afsl_bench.core.errors import DataNotFoundError
+from afsl_bench.core.registry import Registry
 
-#: benchmark.types' labels (1 = fake), repeated so that worker processes start without importing torch
+#: afsl_bench.core.types' labels (1 = fake), repeated so that worker processes start without importing torch
 REAL, FAKE = 0, 1
 LAYOUTS: Registry = Registry("layout")
 SPLITS = ("train", "val", "test")
@@ -45,7 +45,7 @@ class Listing:
 
 def shipped_split_file(*parts: str) -> Path:
     """A split file shipped inside the package (benchmark/prepare/splits/...)."""
-    return Path(str(files("benchmark.prepare").joinpath("splits", *parts)))
+    return Path(str(files("afsl_bench.prepare").joinpath("splits", *parts)))
 
 
 def need_folder(folder: Path, dataset: str, layout: str) -> Path:

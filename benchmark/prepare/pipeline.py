@@ -1,6 +1,6 @@
 """``prepare``: raw videos -> face crops in a prepared store, in parallel over videos, resumable.
 
-Per video (DeepfakeBench's convention, see ``benchmark.prepare.frames``): decode, take ``frames`` frames
+Per video (DeepfakeBench's convention, see ``afsl_bench.prepare.frames``): decode, take ``frames`` frames
 evenly spaced, find the largest face in each with the chosen offline detector, crop ``scale`` x the box,
 resize to ``size``, write the video's shard and manifest rows atomically. A frame without a face keeps its
 centre square (status ``no-face``); a video that cannot be decoded gets one ``corrupt`` row with the reason.
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ConfigError
-from benchmark.prepare.faces import FACE_DETECTORS, Face
-from benchmark.prepare.frames import UnreadableVideo, centre_square, crop, sample_frames, square_around
-from benchmark.prepare.layout import LAYOUTS, SPLITS, Listing, VideoEntry
-from benchmark.prepare.store import (
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.prepare.faces import FACE_DETECTORS, Face
+from afsl_bench.prepare.frames import UnreadableVideo, centre_square, crop, sample_frames, square_around
+from afsl_bench.prepare.layout import LAYOUTS, SPLITS, Listing, VideoEntry
+from afsl_bench.prepare.store import (
     SUMMARY,
     Status,
     build_manifest,

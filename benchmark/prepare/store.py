@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ConfigError
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.io import atomic_write
 
 FORMAT = 1
 MANIFEST, SUMMARY, CONFIG = "manifest.parquet", "summary.json", "store.json"
@@ -63,16 +63,6 @@ def video_key(video_id: str) -> str:
     return f"{readable}-{hashlib.sha1(video_id.encode()).hexdigest()[:8]}"
 
 
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_npy(images: np.ndarray) -> Any:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -82,7 +72,7 @@ def _save_npy(images: np.ndarray) -> Any:
 
 
 def write_json(path: Path, data: dict) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def open_store(out: Path, config: dict) -> None:
@@ -114,9 +104,9 @@ def write_video(out: Path, video_id: str, images: np.ndarray | None, rows: list[
     """One video's crops and manifest rows, each file atomic; the rows last (they mark the video done)."""
     key = video_key(video_id)
     if images is not None:
-        _atomic(out / "shards" / f"{key}.npy", _save_npy(images))
+        atomic_write(out / "shards" / f"{key}.npy", _save_npy(images))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    _atomic(out / "parts" / f"{key}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(out / "parts" / f"{key}.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def build_manifest(out: Path) -> pd.DataFrame:
@@ -125,7 +115,7 @@ def build_manifest(out: Path) -> pd.DataFrame:
     frames = [pd.read_parquet(p) for p in parts]
     manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
     manifest = manifest.sort_values(["video_id", "frame"], kind="stable").reset_index(drop=True)
-    _atomic(out / MANIFEST, lambda tmp: manifest.to_parquet(tmp, index=False))
+    atomic_write(out / MANIFEST, lambda tmp: manifest.to_parquet(tmp, index=False))
     return manifest
 
 

@@ -13,8 +13,8 @@ import typing
 from fractions import Fraction
 from typing import Any
 
-from benchmark.errors import ConfigError
-from benchmark.registry import Param, did_you_mean
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import Param, did_you_mean
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -83,19 +83,28 @@ def coerce(value: Any, annotation: Any) -> Any:
     return value
 
 
-def split_overrides(items: list[str], kinds: list[str]) -> dict[str, dict[str, str]]:
-    """['attack.eps=8/255', ...] -> {'attack': {'eps': '8/255'}}; raw strings, typed later per component."""
+def split_overrides(
+    items: list[str], kinds: list[str], default_kind: str | None = None, example: str = "attack.eps=8/255"
+) -> dict[str, dict[str, str]]:
+    """['attack.eps=8/255', ...] -> {'attack': {'eps': '8/255'}}; raw strings, typed later per component.
+
+    The one ``--set`` parser of every command. With ``default_kind`` (a command with a single kind, such as
+    ``prepare``'s ``layout``) a bare ``KEY=VALUE`` means ``default_kind.KEY=VALUE``.
+    """
     out: dict[str, dict[str, str]] = {k: {} for k in kinds}
     for item in items:
         key, sep, value = item.partition("=")
         kind, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise ConfigError(f"--set '{item}' must look like KIND.KEY=VALUE, e.g. attack.eps=8/255")
+        if sep and not dot and default_kind is not None:
+            kind, dot, name = default_kind, ".", kind
+        if not sep or not dot or not name.strip():
+            shape = "KIND.KEY=VALUE" if default_kind is None else "KEY=VALUE"
+            raise ConfigError(f"--set '{item}' must look like {shape}, e.g. {example}")
         if kind not in out:
             raise ConfigError(
                 f"--set '{item}': unknown kind '{kind}'.{did_you_mean(kind, kinds)} Valid: {', '.join(kinds)}"
             )
-        out[kind][name] = value.strip()
+        out[kind][name.strip()] = value.strip()
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from benchmark.errors import ConfigError
+from afsl_bench.core.errors import ConfigError
 
 T = TypeVar("T", bound=Callable[..., Any])
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Core data types shared by every component.
 
-Conventions (mission.md, "Threat model"): images are RGB floats in [0, 1]; label 1 = fake everywhere;
+Conventions (README, "Threat model and metrics"): images are RGB floats in [0, 1]; label 1 = fake everywhere;
 every sample carries a ``sample_id`` and a ``video_id`` (for still images the video id is the sample id),
 so video-level metrics never parse file paths.
 """

@@ -19,10 +19,11 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from attacks.base import Attack, Direction, attacked_mask
-from benchmark.errors import ConfigError
-from benchmark.types import Split
-from detectors.base import Detector
+from afsl_bench.attacks.base import Attack, Direction
+from afsl_bench.attacks.ops import attacked_mask
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.types import Split
+from afsl_bench.detectors.base import Detector
 
 
 def margin(logits: torch.Tensor) -> torch.Tensor:
@@ -33,13 +34,24 @@ def clean_fingerprint(model: torch.nn.Module, split: Split) -> str:
     """A digest of the model's weights and buffers (the calibrated threshold included) and the split's
     sample ids: cached clean scores are reused only for the same fingerprint (a retrained checkpoint with
     other weights gets new ones)."""
+    digest = _state_digest(model)
+    digest.update("\n".join(split.sample_ids).encode())
+    return digest.hexdigest()[:16]
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of the model's state_dict (names, dtypes, shapes and values): the identity of a model that
+    was not trained by the suite (``afsl_bench.evaluate``)."""
+    return _state_digest(model).hexdigest()[:16]
+
+
+def _state_digest(model: torch.nn.Module) -> hashlib._Hash:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
-    digest.update("\n".join(split.sample_ids).encode())
-    return digest.hexdigest()[:16]
+    return digest
 
 
 def evaluate(

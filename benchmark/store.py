@@ -8,8 +8,16 @@ other's table; ``finished_with_samples`` reads a pair under the shared lock. Eac
 index ``records/by-train/<train_id>/<cell_id>`` (an empty marker written after the record), so the records
 of one trained model are found without reading the whole store.
 
-Trained checkpoints live in ``<root>/checkpoints/``; clean scores of a trained model on an evaluation set,
-shared by every attack on it, in ``<root>/cache/clean/<key>.pt``.
+Only this module knows the folder layout of a results directory:
+
+    <root>/records/<cell_id>.json, <cell_id>.parquet   one record + per-sample table per cell
+    <root>/records/by-train/<train_id>/<cell_id>        the index of records by trained model
+    <root>/checkpoints/<train_id>.pt (.partial.pt)      trained (and interrupted) models
+    <root>/cache/clean/<key>.pt                         clean scores of a model on an evaluation set
+    <root>/cache/probes/<key>/<hash>.json               the model-level gradient-masking probes
+    <root>/plots/                                       ``afsl-bench plot``'s default output
+
+All of it is runtime output (git-ignored); every file goes through the one atomic writer (``core.io``).
 """
 
 from __future__ import annotations
@@ -17,15 +25,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+
+from afsl_bench.core.io import atomic_write, atomic_write_bytes
+from afsl_bench.core.spec import content_hash
 
 try:
     import fcntl
@@ -36,30 +46,8 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_parquet(path: Path, table: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_parquet(path: Path, table: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
 @contextmanager
@@ -84,12 +72,18 @@ class RecordStore:
         self.checkpoints = self.root / "checkpoints"
         self.by_train_index = self.records / "by-train"
         self.clean_cache = self.root / "cache" / "clean"
+        self.probes = self.root / "cache" / "probes"
+        self.plots = self.root / "plots"
 
     def record_path(self, cell_id: str) -> Path:
         return self.records / f"{cell_id}.json"
 
     def samples_path(self, cell_id: str) -> Path:
         return self.records / f"{cell_id}.parquet"
+
+    def probe_memo(self, key: str) -> ProbeMemo:
+        """The memo of model-level probe results for one trained model and evaluation set (``key``)."""
+        return ProbeMemo(self.probes / key)
 
     def _locked(self, *, shared: bool = False):
         return file_lock(self.records / ".lock", shared=shared)
@@ -194,3 +188,33 @@ class RecordStore:
         torch.save({"scores": scores.detach().cpu().float().clone(), "fingerprint": fingerprint}, buffer)
         atomic_write_bytes(self.clean_scores_path(key), buffer.getvalue())
         return self.clean_scores_path(key)
+
+
+class ProbeMemo(MutableMapping[str, dict[str, Any]]):
+    """The model-level probe results of one trained model and evaluation set, one JSON file per budget and
+    probe (``<results>/cache/probes/<model+eval hash>/<key hash>.json``, written atomically)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{content_hash(key)}.json"
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        path = self._path(key)
+        if not path.is_file():
+            raise KeyError(key)
+        return json.loads(path.read_text())["value"]
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        text = json.dumps({"key": key, "value": value}, sort_keys=True)
+        atomic_write_bytes(self._path(key), text.encode())
+
+    def __delitem__(self, key: str) -> None:
+        self._path(key).unlink()
+
+    def __iter__(self) -> Iterator[str]:
+        return (json.loads(p.read_text())["key"] for p in sorted(self.folder.glob("*.json")))
+
+    def __len__(self) -> int:
+        return len(list(self.folder.glob("*.json")))

@@ -1,0 +1,261 @@
+"""The Python API: benchmark your own model, load or train a registered one, run a cell.
+
+RobustBench's most used entry point is ``benchmark(model, ...)`` on a plain ``nn.Module``; this is ours::
+
+    import afsl_bench
+    result = afsl_bench.evaluate(my_model, dataset="synthetic", attack="apgd", eps=8/255)
+    print(result.record["metrics"]["robust_acc"], result.row())
+
+``my_model`` is any ``nn.Module`` that maps RGB images in [0, 1] ([N, 3, H, W]) to two logits [N, 2]
+(index 1 = fake) or to one logit [N] / [N, 1] (> 0 = fake; it is read as the logits (0, z)). Like every
+detector of the suite its decision threshold is fixed at the equal-error-rate point of its clean scores on
+the data set's VALIDATION split (``calibrate=False`` keeps the model's own threshold 0; a detector of the
+suite trained by ``train`` keeps the threshold its training fixed), then it is scored
+clean and under the attack on the test split. The result is the record the CLI writes (docs/records.md) with
+its per-sample table; ``results_dir`` also stores it there.
+
+The CLI is a thin layer over ``run``, ``train`` and ``load_detector``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from afsl_bench.attacks import ATTACKS
+from afsl_bench.attacks.base import AttackContext
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.spec import CellSpec, Component, TrainSpec, to_jsonable
+from afsl_bench.data import DATASETS
+from afsl_bench.defenses.training import TrainResult, TrainSettings
+from afsl_bench.defenses.validation import calibrate as calibrate_threshold
+from afsl_bench.detectors import DETECTORS
+from afsl_bench.detectors.base import Detector
+from afsl_bench.detectors.weights import load_state, read_state_dict
+from afsl_bench.env import resolve_device
+from afsl_bench.evaluation import evaluate as score_split
+from afsl_bench.evaluation import weights_digest
+from afsl_bench.execute import (
+    CellOutcome,
+    Progress,
+    RunOptions,
+    _surrogate_trainer,
+    cell_checks,
+    run_cell,
+    subset_test,
+    trained_model,
+)
+from afsl_bench.plan import (
+    SAMPLES,
+    check_surrogates,
+    component_of,
+    load_dataset,
+    plan_cell,
+    plan_training,
+    typed_from_spec,
+)
+from afsl_bench.records import make_record
+from afsl_bench.store import RecordStore
+
+__all__ = ["CellOutcome", "evaluate", "load_detector", "run", "train"]
+
+
+def run(
+    detector: str = "tiny-cnn",
+    defense: str = "none",
+    attack: str = "pgd",
+    dataset: str = "synthetic",
+    *,
+    eval_dataset: str | None = None,
+    overrides: Sequence[str] = (),
+    seed: int = 0,
+    results_dir: str | Path = "results",
+    device: str = "auto",
+    batch_size: int = 256,
+    force: bool = False,
+    checks: bool = True,
+    progress: Progress | None = None,
+) -> CellOutcome:
+    """One cell by registered names, exactly as ``afsl-bench run``: train (or load) the detector with the
+    defense, attack it, store and return the record. ``overrides`` are ``--set`` strings (``attack.eps=4/255``)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    spec = plan_cell(detector, defense, attack, dataset, eval_dataset, list(overrides), seed)
+    options = RunOptions(Path(results_dir), device, batch_size, force, checks)
+    return run_cell(spec, options, progress)
+
+
+def train(
+    detector: str = "tiny-cnn",
+    defense: str = "none",
+    dataset: str = "synthetic",
+    *,
+    overrides: Sequence[str] = (),
+    seed: int = 0,
+    results_dir: str | Path = "results",
+    device: str = "auto",
+) -> Detector:
+    """A registered detector trained with a defense on a data set (or loaded from the checkpoint cache under
+    ``results_dir``), its threshold calibrated on validation data, in eval mode on ``device``.
+    ``overrides``: ``--set`` strings of kinds detector, defense, data and train (``train.epochs=10``)."""
+    spec = plan_training(detector, defense, dataset, list(overrides), seed)
+    model, _ = trained_model(spec, RunOptions(results_dir=Path(results_dir), device=device))
+    return model
+
+
+def load_detector(name: str, weights: str | Path | None = None, **params: Any) -> Detector:
+    """A registered detector built with ``params`` (``afsl-bench list detectors --params``), with the tensors
+    of a local weights file (read with ``weights_only=True``) loaded into it when ``weights`` is given."""
+    if "weights" in DETECTORS.params_of(name) and weights is not None:
+        return DETECTORS.build(name, weights=str(weights), **params)
+    model = DETECTORS.build(name, **params)
+    if weights is not None:
+        load_state(model, read_state_dict(weights), str(weights))
+    return model.eval()
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: str = "synthetic",
+    attack: str = "apgd",
+    eps: float | None = None,
+    *,
+    attack_params: dict[str, Any] | None = None,
+    data_params: dict[str, Any] | None = None,
+    samples: int | None = None,
+    name: str | None = None,
+    defense: str = "external",
+    calibrate: bool | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int = 256,
+    checks: bool = True,
+    results_dir: str | Path | None = None,
+) -> CellOutcome:
+    """Evaluate ``model`` clean and under ``attack`` on ``dataset``'s test split; see the module docstring.
+
+    ``eps``: the attack's budget (None: the attack's default, 8/255 L-inf for the gradient attacks);
+    ``attack_params`` / ``data_params``: any other parameter of the attack or data set by name
+    (``afsl-bench list attacks --params``); ``calibrate``: None fixes the threshold on validation data
+    unless the model is a detector of the suite whose training already did (its ``threshold`` is set);
+    ``samples``: a fixed subset of N test images (the one the CLI's ``--set eval.samples=N`` picks);
+    ``name`` / ``defense``: how the model is labelled in the record and tables (default: its class name,
+    ``external``); ``results_dir``: also store the record there (and a transfer attack's surrogate
+    checkpoints; default ``results``)."""
+    device_ = resolve_device(device)
+    attack_c = _attack_component(attack, eps, attack_params or {})
+    eval_c = component_of("data", dataset, DATASETS, data_params or {})
+    bundle = subset_test(load_dataset(eval_c), samples)
+    calibrate = not _calibrated(model) if calibrate is None else calibrate
+    wrapped = ExternalDetector(model).to(device_)
+    val_metrics = _calibrate(wrapped, bundle, calibrate, batch_size, device_)
+    spec = _external_spec(wrapped, name or type(model).__name__, defense, eval_c, attack_c, calibrate, seed)
+    if samples is not None:
+        spec = dataclasses.replace(
+            spec, eval_data=dataclasses.replace(eval_c, params=eval_c.params | {SAMPLES: samples})
+        )
+    store = RecordStore(results_dir if results_dir is not None else RunOptions().results_dir)
+    used: list[str] = []
+    trainer = _surrogate_trainer(_surrogate_target(eval_c, seed), bundle, store, device_, Progress(), used)
+    context = AttackContext(surrogate=trainer, seed=seed, used=used)
+    bound = ATTACKS.build(attack_c.name, **_typed(attack_c)).prepare(context)
+    tic = time.perf_counter()
+    table = score_split(wrapped, bound, bundle.test, batch_size=batch_size, device=device_, seed=seed)
+    timings = {"data_s": 0.0, "train_s": 0.0, "eval_s": time.perf_counter() - tic}
+    flags = (
+        cell_checks(wrapped, bound, bundle, table, device_, seed, RunOptions(device=device))
+        if checks
+        else {"checked": False}
+    )
+    trained = TrainResult(wrapped, True, [], 0, val_metrics, 0.0)
+    record = make_record(spec, table, trained, bundle, device_, timings)
+    record["surrogates"], record["flags"] = used, flags | {"store": []}
+    if results_dir is not None:
+        store.write(record, table)
+    return CellOutcome(record, cached=False, samples=table)
+
+
+class ExternalDetector(nn.Module):
+    """A user's model behind the suite's detector interface: two logits (a single logit z becomes (0, z)),
+    and the calibrated threshold folded in like every registered detector's."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.differentiable = getattr(model, "differentiable", True)
+        self.register_buffer("threshold", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        if logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1):
+            z = logits.reshape(-1)
+            logits = torch.stack([torch.zeros_like(z), z], dim=1)
+        if logits.dim() != 2 or logits.shape[1] != 2 or len(logits) != len(x):
+            raise ConfigError(
+                f"{type(self.model).__name__} returned logits of shape {tuple(logits.shape)} for {len(x)} "
+                "images; the model must return [N, 2] (index 1 = fake) or one logit per image ([N] or [N, 1])"
+            )
+        shift = torch.stack([self.threshold / 2, -self.threshold / 2]).to(logits.dtype)
+        return logits + shift
+
+
+def _calibrated(model: nn.Module) -> bool:
+    """A detector of the suite after training carries its validation threshold (a nonzero buffer)."""
+    return isinstance(model, Detector) and bool(model.threshold != 0)
+
+
+def _attack_component(attack: str, eps: float | None, params: dict[str, Any]) -> Component:
+    if eps is not None:
+        if "eps" not in ATTACKS.params_of(attack):
+            raise ConfigError(f"attack '{attack}' has no budget eps (a distortion has a severity): drop eps=")
+        params = params | {"eps": eps}
+    component = component_of("attack", attack, ATTACKS, params)
+    check_surrogates(ATTACKS.build(attack, **params))
+    return component
+
+
+def _typed(c: Component) -> dict[str, Any]:
+    return typed_from_spec(ATTACKS.get(c.name), c)
+
+
+def _calibrate(
+    model: ExternalDetector, bundle: Any, calibrate: bool, batch_size: int, device: torch.device
+) -> dict[str, float]:
+    if not calibrate:
+        return {"threshold": 0.0}
+    if len(bundle.val) == 0:
+        raise ConfigError("the data set has no validation split to calibrate on: pass calibrate=False")
+    return calibrate_threshold(model, bundle.val, batch_size, device)
+
+
+def _external_spec(
+    model: ExternalDetector,
+    name: str,
+    defense: str,
+    eval_c: Component,
+    attack_c: Component,
+    calibrate: bool,
+    seed: int,
+) -> CellSpec:
+    """The spec of an external model: named by its class (or ``name``) and identified by a digest of its
+    weights, so two models never share a cell id; it was trained elsewhere (``train_data`` ``external``),
+    and the calibration of its threshold is the only 'training' the suite did."""
+    detector_c = Component(name, {"weights_sha256": weights_digest(model.model)})
+    calibration = {"calibrated_on": f"{eval_c.name} validation split (EER)" if calibrate else None}
+    training = TrainSpec(
+        detector_c, Component(defense), Component("external"), Component("train", calibration), seed
+    )
+    return CellSpec(training, attack_c, eval_c)
+
+
+def _surrogate_target(eval_c: Component, seed: int) -> TrainSpec:
+    """What a transfer attack's surrogate is trained like when the target came from outside: the default
+    training settings on the evaluation data set's training split."""
+    settings = Component("train", to_jsonable(dataclasses.asdict(TrainSettings())))
+    return TrainSpec(Component("external"), Component("external"), eval_c, settings, seed)

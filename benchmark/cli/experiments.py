@@ -1,0 +1,152 @@
+"""The commands that compute: ``run`` (one cell), ``sweep`` (a suite file) and ``gate`` (the CI gate).
+
+Each parses its options, calls the library (``afsl_bench.api``, ``.sweep``, ``.gate``) and hands the result
+to ``render``; progress is drawn by ``progress``. Heavy modules are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from afsl_bench.cli import render
+from afsl_bench.cli.console import err, out, say
+from afsl_bench.cli.options import (
+    BATCH_SIZE,
+    DEVICE,
+    RESULTS_DIR,
+    SEED,
+    BatchSize,
+    Checks,
+    Device,
+    ExecutorKind,
+    ResultsDir,
+    Seed,
+    SetOption,
+    check_batch_size,
+)
+from afsl_bench.core.errors import ConfigError
+
+
+def run(
+    detector: Annotated[str, typer.Option(help="detector name (afsl-bench list detectors)")] = "tiny-cnn",
+    defense: Annotated[str, typer.Option(help="training defense (afsl-bench list defenses)")] = "none",
+    attack: Annotated[str, typer.Option(help="attack (afsl-bench list attacks)")] = "pgd",
+    dataset: Annotated[str, typer.Option(help="training data set (afsl-bench list datasets)")] = "synthetic",
+    eval_dataset: Annotated[str | None, typer.Option(help="evaluation data set (default: --dataset)")] = None,
+    set_: SetOption = None,
+    seed: Seed = SEED,
+    device: Device = DEVICE,
+    batch_size: BatchSize = BATCH_SIZE,
+    results_dir: ResultsDir = RESULTS_DIR,
+    force: Annotated[bool, typer.Option(help="recompute even if this cell has a finished record")] = False,
+    checks: Checks = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON on stdout")] = False,
+) -> None:
+    """Train (or load) a detector with a defense, attack it, print and store one result record."""
+    from afsl_bench import api
+    from afsl_bench.cli.progress import RunProgress
+    from afsl_bench.store import RecordStore
+
+    logging.basicConfig(level=logging.WARNING)
+    check_batch_size(batch_size)
+    with RunProgress(err) as progress:
+        outcome = api.run(
+            detector,
+            defense,
+            attack,
+            dataset,
+            eval_dataset=eval_dataset,
+            overrides=set_ or (),
+            seed=seed,
+            results_dir=results_dir,
+            device=device,
+            batch_size=batch_size,
+            force=force,
+            checks=checks,
+            progress=progress.callbacks(),
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
+        return
+    path = RecordStore(results_dir).record_path(outcome.record["cell_id"])
+    render.run_result(out, outcome.record, outcome.cached, path)
+
+
+def sweep(
+    suite: Annotated[Path, typer.Argument(help="a suite file, e.g. suites/smoke.toml")],
+    dry_run: Annotated[bool, typer.Option(help="list cached and to-run cells; run nothing")] = False,
+    device: Device = DEVICE,
+    batch_size: BatchSize = BATCH_SIZE,
+    results_dir: ResultsDir = RESULTS_DIR,
+    checks: Checks = True,
+    executor: Annotated[
+        ExecutorKind, typer.Option(help="local: cells one after another here; ray: cells as Ray tasks")
+    ] = ExecutorKind.LOCAL,
+    address: Annotated[
+        str | None,
+        typer.Option(help="with --executor ray: the cluster, host:port or auto (default: a local Ray)"),
+    ] = None,
+) -> None:
+    """Run every cell of a suite file (finished cells are skipped; a failing cell is recorded, the rest
+    run)."""
+    from afsl_bench.cli.progress import SweepProgress
+    from afsl_bench.execute import RunOptions
+    from afsl_bench.executors import LocalExecutor, RayExecutor
+    from afsl_bench.store import RecordStore
+    from afsl_bench.sweep import load_suite, plan_status, run_sweep
+
+    logging.basicConfig(level=logging.WARNING)
+    check_batch_size(batch_size)
+    plan = load_suite(suite)  # every cell validated before anything runs
+    cached, todo = plan_status(plan, results_dir)
+    if dry_run:
+        out.print(render.sweep_plan_table(plan, cached, todo))
+        return
+    if address is not None and executor is not ExecutorKind.RAY:
+        raise ConfigError(f"--address {address} is a Ray cluster; add --executor ray to run there")
+    runner = RayExecutor(address) if executor is ExecutorKind.RAY else LocalExecutor()
+    options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, checks=checks)
+    with SweepProgress(err, plan.name, total=len(plan.cells), to_run=len(todo)) as progress:
+        outcome = run_sweep(plan, options, progress.on_cell, runner)
+    say(out, render.sweep_summary(plan.name, outcome, RecordStore(results_dir).records))
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def gate(
+    baseline: Annotated[Path, typer.Option(help="the committed baseline")] = Path("results/baseline.json"),
+    suite: Annotated[
+        Path | None, typer.Option(help="the suite (default: the one the baseline names)")
+    ] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(help="allowed drop per metric (default: the baseline's, else 0.02)")
+    ] = None,
+    update: Annotated[bool, typer.Option(help="rewrite the baseline from the current results")] = False,
+    device: Device = DEVICE,
+    results_dir: ResultsDir = RESULTS_DIR,
+) -> None:
+    """CI regression gate: run the baseline's suite (cached cells are read) and fail when a metric dropped."""
+    from afsl_bench.execute import RunOptions
+    from afsl_bench.gate import TOLERANCE, compare, current_metrics, read_baseline, suite_of, write_baseline
+
+    logging.basicConfig(level=logging.WARNING)
+    known = read_baseline(baseline) if (not update or baseline.is_file()) else None
+    plan = suite_of(known, suite)
+    allowed = tolerance if tolerance is not None else (known or {}).get("tolerance", TOLERANCE)
+    current = current_metrics(plan, RunOptions(results_dir=results_dir, device=device, checks=False))
+    if update:
+        write_baseline(baseline, plan, current, allowed)
+        say(out, f"baseline {baseline} rewritten: {len(current)} cells of {plan.path}")
+        return
+    result = compare(known, current, allowed)
+    out.print(render.gate_table(result, plan.path, baseline, allowed))
+    if result.failures:
+        render.regressions(err, result.failures)
+        raise typer.Exit(1)
+    say(out, f"ok: {len(result.rows)} checks within {allowed}")

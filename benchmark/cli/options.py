@@ -1,0 +1,73 @@
+"""The options several commands share, each defined once: its flag, its help text and its default.
+
+Use them as ``results_dir: ResultsDir = RESULTS_DIR``: typer takes the default from the signature, so the
+defaults live here too, as constants.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from afsl_bench.core.errors import ConfigError
+
+RESULTS_DIR = Path("results")
+DEVICE = "auto"
+BATCH_SIZE = 256
+SEED = 0
+
+ResultsDir = Annotated[
+    Path, typer.Option("--results-dir", help="the result store: records, checkpoints and caches")
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")]
+BatchSize = Annotated[
+    int, typer.Option("--batch-size", help="evaluation batch size (does not change results)")
+]
+Seed = Annotated[int, typer.Option("--seed", help="training and attack seed")]
+Checks = Annotated[
+    bool,
+    typer.Option(
+        "--checks/--no-checks", help="run the gradient-masking probes (docs/checks.md) and record their flags"
+    ),
+]
+
+#: ``--set`` of ``run`` (the kinds of ``afsl_bench.plan.KINDS``), parsed by ``core.params.split_overrides``
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="override a parameter, KIND.KEY=VALUE (repeatable), KIND in detector, defense, attack, data, "
+        "eval, train; e.g. --set attack.eps=8/255",
+    ),
+]
+
+#: ``--set`` of ``prepare``: the same parser with the one kind ``layout``, which a bare KEY=VALUE means
+LAYOUT = "layout"
+LAYOUT_EXAMPLE = "compression=c40"
+LayoutSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help=f"a layout parameter, KEY=VALUE or layout.KEY=VALUE (repeatable); e.g. --set {LAYOUT_EXAMPLE} "
+        "or --set methods=Deepfakes",
+    ),
+]
+
+
+class ExecutorKind(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
+class TableFormat(StrEnum):
+    RICH = "rich"
+    CSV = "csv"
+    MARKDOWN = "markdown"
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")

@@ -1,0 +1,151 @@
+"""Progress drawing on stderr: a run's training and attack bars, a sweep's bar, the prepare bar.
+
+The library only calls back (``afsl_bench.execute.Progress``, ``run_sweep``'s ``on_cell``, ``prepare``'s
+``on_start`` / ``on_video``); these classes turn the calls into rich progress bars. Bars are drawn only when
+stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column
+
+
+def quiet() -> bool:
+    """No bars when stderr is not a terminal (a log file, CI, a test runner)."""
+    return not sys.stderr.isatty()
+
+
+class Bars:
+    """A rich ``Progress`` on ``console`` used as a context manager by the classes below."""
+
+    def __init__(self, console: Console, *columns: ProgressColumn | str, disable: bool | None = None) -> None:
+        self.bar = Progress(*columns, console=console, disable=quiet() if disable is None else disable)
+
+    def __enter__(self) -> Any:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+
+class RunProgress(Bars):
+    """``afsl-bench run``: a training bar, an attack + eval bar, and a line for the stages without one."""
+
+    #: stages worth a line on the console (the others have progress bars)
+    STAGE_LINES = {
+        "data": "preparing data",
+        "surrogate": "training (or loading) the transfer attack's surrogate",
+        "checks": "running the gradient-masking probes (--no-checks skips them)",
+    }
+
+    def __init__(self, console: Console, disable: bool | None = None) -> None:
+        super().__init__(
+            console,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=disable,
+        )
+        self.train_task: Any = None
+        self.eval_task: Any = None
+
+    def callbacks(self) -> Any:
+        """The ``afsl_bench.execute.Progress`` the library calls."""
+        from afsl_bench.execute import Progress as Callbacks
+
+        return Callbacks(on_train=self.on_train, on_eval=self.on_eval, on_stage=self.on_stage)
+
+    def on_stage(self, stage: str) -> None:
+        if stage in self.STAGE_LINES:
+            self.bar.console.log(self.STAGE_LINES[stage])
+
+    def on_train(self, event: dict[str, Any]) -> None:
+        if "steps" not in event or "epochs" not in event:
+            return
+        total = event["epochs"] * event["steps"]
+        done = (event["epoch"] - 1) * event["steps"] + event.get("step", event["steps"])
+        shown = ("loss", "val_acc", "val_robust_acc")
+        info = " ".join(f"{k} {v:.3f}" for k, v in event.items() if k in shown)
+        if self.train_task is None:
+            self.train_task = self.bar.add_task("training", total=total, info="")
+        self.bar.update(self.train_task, total=total, completed=done, info=f"epoch {event['epoch']} {info}")
+
+    def on_eval(self, done: int, total: int) -> None:
+        if self.eval_task is None:
+            self.eval_task = self.bar.add_task("attack + eval", total=total, info="")
+        self.bar.update(self.eval_task, completed=done, total=total)
+
+
+class SweepProgress(Bars):
+    """``afsl-bench sweep``: one bar over the cells with the counts, the time left and the running cell."""
+
+    def __init__(
+        self, console: Console, name: str, total: int, to_run: int, disable: bool | None = None
+    ) -> None:
+        super().__init__(
+            console,
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[left]}"),
+            TextColumn("[dim]{task.fields[cell]}", table_column=Column(no_wrap=True, max_width=48)),
+            disable=disable,
+        )
+        self.task = self.bar.add_task(name, total=total, counts="", left="", cell="")
+        self.to_run, self.started, self.start = to_run, 0, time.monotonic()
+
+    def on_cell(self, cell: Any, status: str, progress: Any) -> None:
+        """Counts of done / cached / running / failed cells; time left from the cells run so far."""
+        from afsl_bench.sweep import describe
+
+        self.started += status == "running"
+        finished = len(progress.done) + len(progress.cached) + len(progress.failed)
+        ran = len(progress.done) + len(progress.failed)
+        left = max(0, self.to_run - ran) * (time.monotonic() - self.start) / ran if ran else None
+        self.bar.update(
+            self.task,
+            completed=finished,
+            counts=f"done {len(progress.done)}, cached {len(progress.cached)}, "
+            f"running {self.started - finished}, failed {len(progress.failed)}",
+            left="left ?" if left is None else f"left ~{timedelta(seconds=round(left))}",
+            cell=describe(cell) if status == "running" else "",
+        )
+        if status == "failed":
+            self.bar.console.log(f"[red]failed[/] {escape(describe(cell))} (the error is in its record)")
+
+
+class PrepareProgress(Bars):
+    """``afsl-bench prepare``: one bar over the videos, its total known once the layout is listed."""
+
+    def __init__(self, console: Console, dataset: str, disable: bool | None = None) -> None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        super().__init__(console, *columns, disable=disable)
+        self.task = self.bar.add_task(f"prepare {dataset}", total=None)
+
+    def on_start(self, todo: int, skipped: int) -> None:
+        self.bar.update(self.task, total=todo)
+
+    def on_video(self, result: Any) -> None:
+        self.bar.advance(self.task)

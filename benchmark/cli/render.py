@@ -1,0 +1,228 @@
+"""Everything the commands show: rich tables and result lines built from what the library returns.
+
+Nothing here computes a result; the heavy modules (pandas, the sweep planner) are imported only by the
+functions that need them, so ``afsl-bench --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from afsl_bench.cli.console import say
+from afsl_bench.cli.options import TableFormat
+
+
+def show(value: Any) -> str:
+    """A parameter value as a user writes it: budgets as k/255, enums by value."""
+    if isinstance(value, float):
+        k = value * 255
+        return f"{k:.0f}/255" if abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1 else f"{value:g}"
+    return str(getattr(value, "value", value))
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{100 * value:.1f}"
+
+
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+# --- list ---------------------------------------------------------------------------------------------------
+
+
+def components_table(registry: Any, params: bool) -> Table:
+    """One row per registered component: name, description and (with ``params``) parameter defaults."""
+    table = Table(title=f"{registry.kind}s", show_lines=params)
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    if params:
+        table.add_column("parameters (default)")
+    for name in registry.names():
+        row = [name, registry.describe(name)]
+        if params:
+            row.append("\n".join(f"{p.name}={show(p.default)}" for p in registry.params_of(name).values()))
+        table.add_row(*row)
+    return table
+
+
+# --- run ----------------------------------------------------------------------------------------------------
+
+
+def run_result(console: Console, record: dict[str, Any], cached: bool, path: Path) -> None:
+    """The result table, the raised gradient-masking flags (if any) and where the record is."""
+    console.print(result_table(record, cached))
+    if warning := flags_line(record):
+        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    say(console, f"record: {path}")
+
+
+def result_table(record: dict[str, Any], cached: bool) -> Table:
+    """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
+    spec, metrics = record["spec"], record["metrics"]
+    title = (
+        f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']} "
+        f"(eps {show(spec['attack']['params'].get('eps', float('nan')))}), "
+        f"{spec['train_data']['name']} -> {spec['eval_data']['name']}"
+    )
+    levels = ["", "video_"] if "video_clean_acc" in metrics else [""]
+    table = Table(title=title, caption=caption(record, cached))
+    table.add_column("metric (%)")
+    for prefix in levels:
+        level = prefix.rstrip("_") or "frame"
+        table.add_column(f"{level} clean", justify="right")
+        table.add_column(f"{level} attacked", justify="right")
+    for name, key in (("accuracy", "acc"), ("AUC", "auc"), ("AP", "ap"), ("EER", "eer")):
+        cells = [pct(metrics[f"{p}{where}_{key}"]) for p in levels for where in ("clean", "robust")]
+        table.add_row(name, *cells)
+    table.add_row("attack success rate", *[s for p in levels for s in ("", pct(metrics[f"{p}asr"]))])
+    for name, after in record.get("after_round_trip", {}).items():
+        cells = [s for p in levels for s in ("", pct(after[f"{p}robust_acc"]))]
+        table.add_row(f"accuracy after {name}", *cells)
+    return table
+
+
+def flags_line(record: dict[str, Any]) -> str | None:
+    """One warning line naming the raised gradient-masking flags (docs/checks.md), or None."""
+    flags = record.get("flags", {})
+    raised = list(flags.get("raised", [])) + [f"{f['flag']} (across records)" for f in flags.get("store", [])]
+    if not raised:
+        return None
+    return f"flags raised: {', '.join(raised)}; the robust numbers may be optimistic (docs/checks.md)"
+
+
+def caption(record: dict[str, Any], cached: bool) -> str:
+    """Samples, where the model came from, the time taken and the cell id."""
+    t = record["timings"]
+    if cached:
+        how = "cached record"
+    elif record["training"]["cached"]:
+        how = "checkpoint from cache"
+    else:
+        how = f"trained in {t['train_s']:.0f}s"
+    return (
+        f"{record['n_samples']} test samples ({record['n_attacked']} attacked); {how}; "
+        f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}"
+    )
+
+
+# --- sweep --------------------------------------------------------------------------------------------------
+
+
+def sweep_plan_table(plan: Any, cached: list[Any], todo: list[Any]) -> Table:
+    """``sweep --dry-run``: every cell of the suite, cached or to run."""
+    from afsl_bench.sweep import describe
+
+    table = Table(title=f"{plan.name}: {len(plan.cells)} cells, {len(cached)} cached, {len(todo)} to run")
+    for column in ("cell", "status", "what"):
+        table.add_column(column)
+    for cell in plan.cells:
+        table.add_row(cell.cell_id, "cached" if cell in cached else "to run", describe(cell))
+    return table
+
+
+def sweep_summary(name: str, outcome: Any, records: Path) -> str:
+    return (
+        f"{name}: {len(outcome.done)} run, {len(outcome.cached)} cached, {len(outcome.failed)} failed "
+        f"in {outcome.seconds:.0f} s; records in {records}"
+    )
+
+
+# --- gate ---------------------------------------------------------------------------------------------------
+
+
+def gate_table(result: Any, suite: Path, baseline: Path, tolerance: float) -> Table:
+    """One row per cell: each metric's baseline -> current, and the verdict with its reasons."""
+    table = Table(title=Text(f"afsl-bench gate: {suite} vs {baseline} (tolerance {tolerance})"))
+    for column in ("cell", "metric: baseline -> current", "verdict"):
+        table.add_column(column, overflow="fold")
+    for cell, rows in itertools.groupby(result.rows, key=lambda r: r["cell"]):
+        rows = list(rows)
+        change = "; ".join(_change(r) for r in rows if r["metric"] != "-")
+        problems = [f"{r['metric']} {r['why']}" for r in rows if not r["ok"]]
+        notes = [r["why"] for r in rows if r["ok"] and r["why"]]
+        word = ("FAIL", "bold red") if problems else ("ok", "green")
+        verdict = Text.assemble(word, " ", "; ".join(problems or notes))
+        table.add_row(Text(f"{cell}\n{rows[0]['what']}"), Text(change), verdict)
+    return table
+
+
+def _change(row: dict[str, Any]) -> str:
+    return f"{row['metric']}: {number(row['baseline'])} -> {number(row['current'])}"
+
+
+def regressions(console: Console, failures: list[dict[str, Any]]) -> None:
+    for row in failures:
+        say(console, f"regression: cell {row['cell']} ({row['what']}) {row['metric']}: {row['why']}")
+
+
+# --- table --------------------------------------------------------------------------------------------------
+
+
+def pivots(console: Console, tables: Any, metric: str, rows: str, fmt: TableFormat) -> None:
+    """Each ``(where, frame)`` pivot of ``afsl_bench.tables.pivot`` as a rich table, CSV or Markdown."""
+    from afsl_bench.tables import to_markdown
+
+    for where, frame in tables:
+        title = f"{metric} (%): " + ", ".join(f"{k} {v}" for k, v in where.items())
+        if fmt is TableFormat.CSV:
+            say(console, f"# {title}")
+            console.file.flush()
+            sys.stdout.write(frame.to_csv())
+        elif fmt is TableFormat.MARKDOWN:
+            say(console, f"**{title}**\n\n{to_markdown(frame)}\n")
+        else:
+            console.print(pivot_table(title, rows, frame))
+
+
+def pivot_table(title: str, rows: str, frame: Any) -> Table:
+    table = Table(title=title)
+    table.add_column(rows)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for index, values in zip(frame.index, frame.values, strict=True):
+        table.add_row(str(index), *map(str, values))
+    return table
+
+
+# --- prepare ------------------------------------------------------------------------------------------------
+
+PREPARE_COUNTS = (
+    ("frames stored", "frames"),
+    ("frames with a face", "faces_found"),
+    ("frames without a face", "no_face_frames"),
+    ("videos without any face", "videos_without_faces"),
+    ("corrupt videos", "corrupt_videos"),
+    ("videos missing or in no split", "missing_videos"),
+)
+
+
+def prepare_result(
+    console: Console, dataset: str, summary: dict[str, Any], store: Path, corrupt: int = 5
+) -> None:
+    """The counts table, the first ``corrupt`` corrupt videos with their reason, and where the store is."""
+    console.print(prepare_table(dataset, summary))
+    for video, reason in list(summary["corrupt"].items())[:corrupt]:
+        say(console, f"corrupt: {video}: {reason}")
+    say(console, f"store: {store} (manifest.parquet, summary.json)")
+
+
+def prepare_table(dataset: str, summary: dict[str, Any]) -> Table:
+    """The counts of a prepared store: videos per split and label, frames, faces, and what went wrong."""
+    table = Table(title=f"prepared {dataset}")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for split, labels in summary["videos_by_split"].items():
+        table.add_row(f"{split} videos (real / fake)", f"{labels['real']} / {labels['fake']}")
+    for name, key in PREPARE_COUNTS:
+        table.add_row(name, str(summary[key]))
+    run = summary["this_run"]
+    table.add_row("this run: prepared / skipped (done before)", f"{run['prepared']} / {run['skipped']}")
+    return table

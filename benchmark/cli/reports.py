@@ -1,0 +1,126 @@
+"""The commands that read: ``list`` (the registries), ``plot``, ``leaderboard`` and ``table`` (the store).
+
+Nothing here runs a cell; heavy modules (the registries, pandas, matplotlib) are imported inside the
+functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from afsl_bench.cli import render
+from afsl_bench.cli.console import err, out, say
+from afsl_bench.cli.options import RESULTS_DIR, ResultsDir, TableFormat
+from afsl_bench.core.errors import ConfigError
+
+
+def _registries() -> dict[str, Any]:
+    from afsl_bench.attacks import ATTACKS
+    from afsl_bench.data import DATASETS
+    from afsl_bench.defenses import DEFENSES
+    from afsl_bench.detectors import DETECTORS
+
+    return {"attacks": ATTACKS, "defenses": DEFENSES, "detectors": DETECTORS, "datasets": DATASETS}
+
+
+def list_components(
+    kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors or datasets")],
+    params: Annotated[bool, typer.Option("--params", help="also show each component's parameters")] = False,
+) -> None:
+    """List registered components with a one-line description."""
+    registries = _registries()
+    registry = registries.get(kind) or registries.get(kind + "s")
+    if registry is None:
+        raise ConfigError(f"unknown kind '{kind}'; choose one of {', '.join(registries)}")
+    out.print(render.components_table(registry, params))
+
+
+def plot(
+    results_dir: ResultsDir = RESULTS_DIR,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="where to write (default: <results-dir>/plots)")
+    ] = None,
+) -> None:
+    """Plots from the stored records (PNG and SVG): robust accuracy vs eps, clean vs robust, cross-dataset."""
+    from afsl_bench.plots import render_all
+    from afsl_bench.store import RecordStore
+    from afsl_bench.tables import load
+
+    written, skipped = render_all(load(results_dir), out_dir or RecordStore(results_dir).plots)
+    for path in written:
+        say(out, f"wrote {path}")
+    for name, why in skipped.items():
+        say(err, f"skipped {name}: {why}")
+    if not written:
+        raise ConfigError(f"no plot could be drawn from the records in {results_dir}; see the reasons above")
+
+
+def leaderboard(
+    suite: Annotated[Path, typer.Option(help="the leaderboard's suite")] = Path("suites/leaderboard.toml"),
+    results_dir: ResultsDir = RESULTS_DIR,
+    output: Annotated[Path, typer.Option(help="the page whose generated block is rewritten")] = Path(
+        "leaderboard.md"
+    ),
+    export: Annotated[Path, typer.Option(help="the compact copy of the records (committed)")] = Path(
+        "results/leaderboard/records.jsonl"
+    ),
+    from_export: Annotated[
+        bool, typer.Option(help="re-render from the committed copy instead of the store (no records needed)")
+    ] = False,
+    partial: Annotated[bool, typer.Option(help="render even when some cells have no record yet")] = False,
+    plots: Annotated[bool, typer.Option(help="redraw the plots (--no-plots keeps the files there)")] = True,
+) -> None:
+    """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries."""
+    from afsl_bench import leaderboard as lb
+    from afsl_bench.core.io import atomic_write_text
+    from afsl_bench.sweep import load_suite
+
+    if not output.is_file():
+        raise ConfigError(f"'{output}' does not exist; create it with the markers {lb.BEGIN} and {lb.END}")
+    if from_export:
+        records = lb.read_export(export)
+    else:
+        records = lb.collect(load_suite(suite), results_dir, partial)
+        lb.write_export(export, records)
+    plots_dir = export.parent / "plots"
+    if plots:
+        _redraw(records, plots_dir)
+    block = lb.render(records, suite, lb.plot_links(plots_dir, output))
+    atomic_write_text(output, lb.replace_block(output.read_text(), block))
+    entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records)) if records else []
+    say(
+        out,
+        f"{output}: generated block rewritten from {len(records)} records ({export}); "
+        f"{len(entries)} RobustBench model_info entries in {export.parent / 'model_info'}",
+    )
+
+
+def _redraw(records: list[dict[str, Any]], plots_dir: Path) -> None:
+    """Replace the leaderboard's plots: a plot the records no longer support must not stay linked."""
+    from afsl_bench.plots import render_all
+    from afsl_bench.tables import tidy
+
+    for old in [*plots_dir.glob("*.png"), *plots_dir.glob("*.svg")]:
+        old.unlink()
+    if records:
+        _, skipped = render_all(tidy(records), plots_dir)
+        for name, why in skipped.items():
+            say(err, f"skipped plot {name}: {why}")
+
+
+def table(
+    metric: Annotated[str, typer.Option(help="a record metric, e.g. robust_acc, clean_acc, robust_auc")] = (
+        "robust_acc"
+    ),
+    rows: Annotated[str, typer.Option(help="dimension down the table")] = "defense",
+    columns: Annotated[str, typer.Option(help="dimension across the table")] = "attack",
+    fmt: Annotated[TableFormat, typer.Option("--format", help="rich, csv or markdown")] = TableFormat.RICH,
+    results_dir: ResultsDir = RESULTS_DIR,
+) -> None:
+    """Pivot tables of a metric from the stored records (mean ± std over seeds, in %); nothing is re-run."""
+    from afsl_bench.tables import load, pivot
+
+    render.pivots(out, pivot(load(results_dir), metric, rows, columns), metric, rows, fmt)

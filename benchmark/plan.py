@@ -1,0 +1,192 @@
+"""Planning: names and ``--set`` overrides become a validated, content-addressed ``CellSpec``, and a stored
+spec becomes objects again.
+
+Nothing here trains, loads data or touches the store: ``plan_cell`` is pure, so a sweep validates every cell
+(names, parameter names and values, the surrogates an attack asks for) before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from afsl_bench.attacks import ATTACKS, Attack
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.params import coerce, split_overrides, typed_params
+from afsl_bench.core.registry import Registry, params_of_builder
+from afsl_bench.core.spec import CellSpec, Component, TrainSpec, to_jsonable
+from afsl_bench.core.types import DataBundle
+from afsl_bench.data import DATASETS
+from afsl_bench.defenses import DEFENSES
+from afsl_bench.defenses.base import Defense
+from afsl_bench.defenses.training import TrainSettings
+from afsl_bench.detectors import DETECTORS
+from afsl_bench.detectors.base import Detector
+
+#: the prefixes ``--set`` accepts: ``data`` is the training set, ``eval`` the evaluation set
+KINDS = ("detector", "defense", "attack", "data", "eval", "train")
+
+#: ``--set eval.samples=N``: evaluate on a fixed subset of N test images (RobustBench's ``n_examples``)
+SAMPLES = "samples"
+
+
+def plan_cell(
+    detector: str,
+    defense: str,
+    attack: str,
+    dataset: str,
+    eval_dataset: str | None = None,
+    overrides: list[str] | None = None,
+    seed: int = 0,
+) -> CellSpec:
+    """Validate names and overrides and build the content-addressed spec (no training, no data)."""
+    raw = split_overrides(overrides or [], list(KINDS))
+    training = _training(detector, defense, dataset, raw, seed)
+    attack_c = _dataclass_component(ATTACKS, "attack", attack, raw["attack"])
+    check_surrogates(build_attack(attack_c))
+    eval_name = eval_dataset or dataset
+    eval_params = DATASETS.params_of(eval_name)
+    inherited = {k: v for k, v in raw["data"].items() if k in eval_params}  # e.g. resolution, seed
+    samples = _test_samples(raw["eval"].pop(SAMPLES, None))
+    eval_c = _factory_component(DATASETS, "eval", eval_name, inherited | raw["eval"])
+    if samples is not None:  # absent unless set: the ids of full-split cells do not change
+        eval_c = dataclasses.replace(eval_c, params=eval_c.params | {SAMPLES: samples})
+    return CellSpec(training, attack_c, eval_c)
+
+
+def plan_training(
+    detector: str, defense: str, dataset: str, overrides: list[str] | None = None, seed: int = 0
+) -> TrainSpec:
+    """The spec of a trained model alone (``--set`` kinds detector, defense, data and train)."""
+    raw = split_overrides(overrides or [], ["detector", "defense", "data", "train"])
+    return _training(detector, defense, dataset, raw, seed)
+
+
+def _training(
+    detector: str, defense: str, dataset: str, raw: dict[str, dict[str, str]], seed: int
+) -> TrainSpec:
+    defense_c = _dataclass_component(DEFENSES, "defense", defense, raw["defense"])
+    detector_c = _factory_component(DETECTORS, "detector", detector, _with_head(raw["detector"], defense))
+    train_c = _settings_component(raw["train"])
+    data_c = _factory_component(DATASETS, "data", dataset, raw["data"])
+    return TrainSpec(detector_c, defense_c, data_c, train_c, seed)
+
+
+def component_of(kind: str, name: str, registry: Registry, params: dict[str, Any]) -> Component:
+    """A component from typed Python values (the API's keyword arguments) rather than ``--set`` strings."""
+    builder = registry.get(name)
+    if dataclasses.is_dataclass(builder):
+        instance = registry.build(name, **params)
+        full = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
+        return Component(name, to_jsonable(full), getattr(instance, "version", 1))
+    valid = registry.params_of(name)
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        registry.build(
+            name, **params
+        )  # raises the registry's "did you mean" error for the first unknown name
+    full = {key: params.get(key, p.default) for key, p in valid.items()}
+    return Component(name, to_jsonable(full), getattr(builder, "version", 1))
+
+
+def check_surrogates(attack: Attack) -> None:
+    """The models an attack asks for besides its target (a transfer attack's surrogate) must be registered:
+    an unknown name fails here, before any training, with the registry's "did you mean"."""
+    for request in attack.surrogates():
+        wanted = [(DETECTORS, request.detector), (DEFENSES, request.defense), (DATASETS, request.data)]
+        for registry, name in wanted:
+            if name is not None and name not in registry:
+                try:
+                    registry.get(name)
+                except ConfigError as err:
+                    raise ConfigError(f"attack '{attack.registered_name}' surrogate: {err}") from None
+
+
+def surrogate_spec(target: TrainSpec, detector: str, defense: str, seed: int, data: str | None) -> TrainSpec:
+    """The training spec of a surrogate: a registered detector + defense with their defaults, trained with
+    the target's settings on the target's training data unless another data set is named."""
+    return TrainSpec(
+        _factory_component(DETECTORS, "detector", detector, _with_head({}, defense)),
+        _dataclass_component(DEFENSES, "defense", defense, {}),
+        target.train_data if data is None else _factory_component(DATASETS, "data", data, {}),
+        target.train,
+        seed,
+    )
+
+
+def _test_samples(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"eval.samples={text}: give a positive number of test images (or leave it unset)")
+    return n
+
+
+def _with_head(detector_raw: dict[str, str], defense: str) -> dict[str, str]:
+    """A defense that needs a head (AFSL: cosine) sets it unless the user chose one; a clash is an error."""
+    needed = getattr(DEFENSES.get(defense), "head", None)
+    if needed is None:
+        return detector_raw
+    chosen = detector_raw.get("head")
+    if chosen is not None and chosen != str(needed):
+        raise ConfigError(
+            f"defense '{defense}' needs detector.head={needed}; remove --set detector.head={chosen}"
+        )
+    return detector_raw | {"head": str(needed)}
+
+
+def _dataclass_component(registry: Registry, kind: str, name: str, raw: dict[str, str]) -> Component:
+    typed = typed_params(kind, name, raw, registry.params_of(name))
+    instance = registry.build(name, **typed)  # validates values in __post_init__
+    params = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
+    return Component(name, to_jsonable(params), getattr(instance, "version", 1))
+
+
+def _factory_component(registry: Registry, kind: str, name: str, raw: dict[str, str]) -> Component:
+    params = registry.params_of(name)
+    typed = typed_params(kind, name, raw, params)
+    full = {key: typed.get(key, p.default) for key, p in params.items()}
+    return Component(name, to_jsonable(full), getattr(registry.get(name), "version", 1))
+
+
+def _settings_component(raw: dict[str, str]) -> Component:
+    typed = typed_params("train", "settings", raw, params_of_builder(TrainSettings))
+    try:
+        settings = TrainSettings(**typed)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"train settings: {err}") from err
+    return Component("train", to_jsonable(dataclasses.asdict(settings)))
+
+
+# ------------------------------------------------------------------------------ specs back into objects
+
+
+def typed_from_spec(builder: Callable[..., Any], c: Component) -> dict[str, Any]:
+    """A stored component's JSON params back to typed values via the builder's own annotations."""
+    params = params_of_builder(builder)
+    return {k: coerce(v, params[k].annotation) for k, v in c.params.items() if k in params}
+
+
+def build_attack(c: Component) -> Attack:
+    return ATTACKS.build(c.name, **typed_from_spec(ATTACKS.get(c.name), c))
+
+
+def build_defense(c: Component) -> Defense:
+    return DEFENSES.build(c.name, **typed_from_spec(DEFENSES.get(c.name), c))
+
+
+def build_detector(c: Component) -> Detector:
+    return DETECTORS.build(c.name, **typed_from_spec(DETECTORS.get(c.name), c))
+
+
+def build_settings(c: Component) -> TrainSettings:
+    return TrainSettings(**typed_from_spec(TrainSettings, c))
+
+
+def load_dataset(c: Component) -> DataBundle:
+    return DATASETS.build(c.name, **typed_from_spec(DATASETS.get(c.name), c))

@@ -1,0 +1,173 @@
+"""The timm ImageNet backbones as detectors: ``xception``, ``efficientnet-b4`` and ``resnet50``, one table.
+
+timm (https://github.com/huggingface/pytorch-image-models) builds the network with its classifier removed
+(``num_classes=0``), so it returns the globally average-pooled feature: that pooled vector is the feature z,
+and the afsl-bench head (linear or cosine) reads it. Normalisation uses the mean / std of the model's timm
+``pretrained_cfg`` (the statistics its ImageNet weights were trained with), as buffers inside the model.
+The global pooling makes every backbone resolution-agnostic: ``input_size`` is the native resolution, but
+any input of about 32 px or more works (the runner feeds images at the data set's resolution).
+
+Each row of ``MODELS`` becomes a ``TimmDetector`` subclass and a registered factory with the parameters
+``head``, ``scale``, ``weights`` (a local state_dict file, the whole detector's or timm's backbone) and
+``pretrained`` (timm's ImageNet weights, needs internet). The rows:
+
+- ``xception``: Xception (Chollet, CVPR 2017), the detector baseline of FaceForensics++ (Roessler et al.,
+  ICCV 2019, https://arxiv.org/abs/1901.08971). timm's ``legacy_xception`` is the network FaceForensics++
+  trained: Cadene's ``pretrainedmodels`` port of the original Keras Xception and its ImageNet weights
+  (timm's ``xception41`` / ``xception65`` are the different "aligned" Xception of DeepLab v3+). Native input
+  299 x 299, normalised with mean = std = 0.5 per channel (timm's pretrained_cfg, as in FaceForensics++'s
+  code). z is the 2048-channel pooled output of the exit flow (after its final ReLU, so z >= 0).
+- ``efficientnet-b4``: EfficientNet-B4 (Tan & Le, ICML 2019), the backbone of the strongest FaceForensics++
+  / DFDC image detectors (Bonettini et al., ICPR 2020, https://arxiv.org/abs/2004.07676) and of
+  DeepfakeBench. timm's ``efficientnet_b4``, ImageNet normalisation. Native input 380 x 380, the B4
+  resolution of the paper (Table 1 scaling); timm's own weights were trained at 320 and tested at 384,
+  DeepfakeBench trains it at 256: all work, as the network ends in global average pooling. z is the
+  1792-channel pooled output of the head convolution (after SiLU).
+- ``resnet50``: ResNet-50 (He et al., CVPR 2016), the generic ImageNet backbone of deepfake-detection
+  baselines. timm's ``resnet50`` (bottleneck blocks), ImageNet normalisation, native input 224 x 224. z is
+  the 2048-channel pooled output of the last stage (after ReLU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import nn
+
+from afsl_bench.detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.weights import build_with_weights, pretrained_download
+
+#: the second paragraph of every factory's docstring
+WEIGHTS_DOC = (
+    "``weights``: a local state_dict file (the whole detector's or timm's backbone); ``pretrained``: timm's\n"
+    "ImageNet weights (needs internet)."
+)
+
+
+@dataclass(frozen=True)
+class TimmModel:
+    """One row of the table: what differs between the timm detectors."""
+
+    #: the registered name (``--detector``)
+    name: str
+    #: the model name ``timm.create_model`` takes
+    timm_name: str
+    #: the native input resolution (square side, pixels): ``Detector.input_size``
+    input_size: int
+    #: the detector class's name (``type(model).__name__``)
+    class_name: str
+    #: the paper: its title word, short citation and link
+    title: str
+    citation: str
+    link: str
+    #: what the model is in this benchmark, or "" (the factory docstring's summary)
+    role: str
+    #: backbone parameters in millions and the size of the feature z (documentation: the class docstring)
+    million_params: float
+    feature_dim: int
+
+    @property
+    def summary(self) -> str:
+        """The factory docstring's first paragraph (``afsl-bench list detectors``)."""
+        role = f"{self.role}, " if self.role else ""
+        return f"{self.title} ({self.citation}, {self.link}), {role}{self.input_size} px."
+
+    @property
+    def class_doc(self) -> str:
+        return (
+            f"timm ``{self.timm_name}``, {self.million_params} M backbone parameters; "
+            f"``embed()`` -> [N, {self.feature_dim}]."
+        )
+
+
+MODELS = (
+    TimmModel(
+        name="xception",
+        timm_name="legacy_xception",
+        input_size=299,
+        class_name="Xception",
+        title="Xception",
+        citation="Chollet, CVPR 2017",
+        link="https://arxiv.org/abs/1610.02357",
+        role="the FaceForensics++ baseline",
+        million_params=20.8,
+        feature_dim=2048,
+    ),
+    TimmModel(
+        name="efficientnet-b4",
+        timm_name="efficientnet_b4",
+        input_size=380,
+        class_name="EfficientNetB4",
+        title="EfficientNet-B4",
+        citation="Tan & Le, ICML 2019",
+        link="https://arxiv.org/abs/1905.11946",
+        role="",
+        million_params=17.5,
+        feature_dim=1792,
+    ),
+    TimmModel(
+        name="resnet50",
+        timm_name="resnet50",
+        input_size=224,
+        class_name="ResNet50",
+        title="ResNet-50",
+        citation="He et al., CVPR 2016",
+        link="https://arxiv.org/abs/1512.03385",
+        role="ImageNet backbone",
+        million_params=23.5,
+        feature_dim=2048,
+    ),
+)
+
+
+def create_backbone(name: str, pretrained: bool) -> nn.Module:
+    """timm model ``name`` without its classifier; ``pretrained`` downloads its weights (needs internet)."""
+    with pretrained_download(f"timm '{name}'", "timm / huggingface"):
+        return timm.create_model(name, pretrained=pretrained, num_classes=0)
+
+
+class TimmDetector(Detector):
+    """Subclasses set ``timm_name`` and ``input_size``; the feature z is the backbone's pooled output."""
+
+    timm_name: str = ""
+
+    def __init__(self, head: Head | str = Head.LINEAR, scale: float = 64.0, pretrained: bool = False) -> None:
+        backbone = create_backbone(self.timm_name, pretrained)
+        cfg = backbone.pretrained_cfg
+        super().__init__(backbone.num_features, head, scale, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+        self.backbone = backbone
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def register(model: TimmModel) -> type[TimmDetector]:
+    """The row's detector class and its registered factory; returns the class."""
+    cls = type(
+        model.class_name,
+        (TimmDetector,),
+        {
+            "__doc__": model.class_doc,
+            "__module__": __name__,
+            "__qualname__": model.class_name,
+            "timm_name": model.timm_name,
+            "input_size": model.input_size,
+        },
+    )
+
+    def factory(
+        head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False
+    ) -> TimmDetector:
+        return build_with_weights(lambda: cls(head, scale, pretrained), weights)
+
+    factory.__name__ = factory.__qualname__ = model.name.replace("-", "_")
+    factory.__doc__ = f"{model.summary}\n\n{WEIGHTS_DOC}\n"
+    factory.__annotations__["return"] = cls
+    DETECTORS.register(model.name)(factory)
+    return cls
+
+
+# module attributes under their own names, so that the classes pickle by reference
+Xception, EfficientNetB4, ResNet50 = (register(model) for model in MODELS)

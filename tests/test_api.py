@@ -1,0 +1,135 @@
+"""The Python API as a user calls it: ``afsl_bench.evaluate`` on any nn.Module, ``train``, ``load_detector``,
+``run``; and the README's example, executed as written."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import afsl_bench
+from afsl_bench.core.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DATA = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32"]
+DATA_PARAMS = {"n_identities": 20, "images_per_identity": 6, "resolution": 32}
+SMALL = [*DATA, "train.epochs=1", "train.robust_val_samples=32"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def cli_cell(results):
+    """The cell `afsl-bench run --attack pgd` writes, through the API the CLI calls."""
+    return afsl_bench.run("tiny-cnn", "none", "pgd", overrides=SMALL, results_dir=results, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(results, cli_cell) -> nn.Module:
+    return afsl_bench.train("tiny-cnn", "none", overrides=SMALL, results_dir=results, device="cpu")
+
+
+class OneLogit(nn.Module):
+    """A user's model with a single output (> 0 = fake): mean brightness minus a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor(-0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 10 * (x.mean(dim=(1, 2, 3)) + self.bias)
+
+
+def test_evaluate_on_a_trained_detector_gives_the_cli_cell_metrics(cli_cell, trained) -> None:
+    # the same weights, data, attack and seed: the numbers equal the CLI's cell; only the identity differs
+    result = afsl_bench.evaluate(
+        trained, "synthetic", "pgd", data_params=DATA_PARAMS, calibrate=False, device="cpu", checks=False
+    )
+    assert result.record["metrics"] == cli_cell.record["metrics"]
+    assert result.record["per_method"] == cli_cell.record["per_method"]
+    assert result.record["cell_id"] != cli_cell.record["cell_id"]
+    assert result.record["spec"]["detector"]["name"] == "TinyCNN"
+    assert result.record["spec"]["train_data"]["name"] == "external"
+
+
+def test_train_loads_the_cached_checkpoint_of_the_cell(results, cli_cell, trained) -> None:
+    assert not trained.training
+    assert float(trained.threshold) == pytest.approx(cli_cell.record["training"]["val_metrics"]["threshold"])
+    assert len(list((results / "checkpoints").glob("*.pt"))) == 1, "train() reused the cell's checkpoint"
+
+
+def test_evaluate_a_one_logit_model_and_store_the_record(tmp_path) -> None:
+    result = afsl_bench.evaluate(
+        OneLogit(), "synthetic", "pgd", eps=4 / 255, data_params=DATA_PARAMS, samples=16, device="cpu",
+        checks=False, results_dir=tmp_path, name="brightness",
+    )  # fmt: skip
+    record = result.record
+    assert record["spec"]["detector"]["name"] == "brightness"
+    assert record["spec"]["attack"]["params"]["eps"] == pytest.approx(4 / 255)
+    assert record["n_samples"] == 16 and len(result.samples) == 16
+    assert record["perturbation"]["linf_max"] <= 4 / 255 + 1e-6
+    assert (tmp_path / "records" / f"{record['cell_id']}.json").is_file()
+    row = result.row()
+    assert isinstance(row, pd.Series) and row["detector"] == "brightness"
+    assert row["robust_acc"] == record["metrics"]["robust_acc"]
+
+
+def test_two_models_with_other_weights_get_other_cells() -> None:
+    a, b = OneLogit(), OneLogit()
+    with torch.no_grad():
+        b.bias.fill_(-0.4)
+    ids = [
+        afsl_bench.evaluate(m, attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu", checks=False)
+        for m in (a, b)
+    ]
+    assert ids[0].record["cell_id"] != ids[1].record["cell_id"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attack": "apdg"}, "Did you mean 'apgd'"),
+        ({"attack": "jpeg", "eps": 8 / 255}, "has no budget eps"),
+        ({"attack": "pgd", "attack_params": {"stpes": 3}}, "Did you mean 'steps'"),
+        ({"dataset": "synthetc"}, "Did you mean 'synthetic'"),
+        ({"attack": "transfer", "attack_params": {"surrogate_detector": "resnt"}}, "Did you mean 'resnet'"),
+    ],
+)
+def test_bad_arguments_fail_with_the_fix(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        afsl_bench.evaluate(OneLogit(), **({"data_params": DATA_PARAMS} | kwargs))
+
+
+def test_a_model_with_three_outputs_is_refused_naming_the_shapes() -> None:
+    three = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(ConfigError, match=r"returned logits of shape \(\d+, 3\)"):
+        afsl_bench.evaluate(three, data_params=DATA_PARAMS, samples=8, device="cpu", checks=False)
+
+
+def test_load_detector_reads_a_weights_file(tmp_path) -> None:
+    torch.manual_seed(3)
+    source = afsl_bench.load_detector("tiny-cnn")
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    torch.manual_seed(4)
+    loaded = afsl_bench.load_detector("tiny-cnn", weights=tmp_path / "w.pt")
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(ConfigError, match="not found"):
+        afsl_bench.load_detector("tiny-cnn", weights=tmp_path / "missing.pt")
+
+
+def test_the_readme_example_runs_as_written(tmp_path, monkeypatch) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    example = next(b for b in blocks if "afsl_bench.evaluate(" in b)
+    assert len(example.strip().splitlines()) <= 12
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102  (our own README, run as a user would)
+    assert 0.0 <= namespace["result"].record["metrics"]["robust_acc"] <= 1.0
