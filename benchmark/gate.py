@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.io import atomic_write_text
 from afsl_bench.execute import RunOptions
-from afsl_bench.store import RecordStore, atomic_write_bytes
+from afsl_bench.store import RecordStore
 from afsl_bench.sweep import Suite, describe, load_suite, run_sweep
 
 METRICS = ("robust_acc", "clean_acc")
@@ -99,7 +100,7 @@ def write_baseline(
             for cell_id, values in sorted(current.items())
         },
     }
-    atomic_write_bytes(Path(path), (json.dumps(baseline, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_text(Path(path), json.dumps(baseline, indent=2, sort_keys=True) + "\n")
 
 
 def suite_of(baseline: dict[str, Any] | None, suite: Path | None) -> Suite:

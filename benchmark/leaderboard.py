@@ -25,7 +25,8 @@ from typing import Any
 import pandas as pd
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.store import RecordStore, atomic_write_bytes
+from afsl_bench.core.io import atomic_write_text
+from afsl_bench.store import RecordStore
 from afsl_bench.sweep import Suite
 from afsl_bench.tables import eps_label, pivot, tidy, to_markdown
 
@@ -86,7 +87,7 @@ def collect(suite: Suite, results_dir: Path | str, partial: bool = False) -> lis
 
 def write_export(path: Path, records: Iterable[dict[str, Any]]) -> None:
     lines = [json.dumps(r, sort_keys=True) for r in sorted(records, key=lambda r: r["cell_id"])]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_export(path: Path) -> list[dict[str, Any]]:
@@ -209,32 +210,43 @@ def _test_set(record: dict[str, Any]) -> str:
 
 
 def ranking(frame: pd.DataFrame) -> str:
-    """Detector + defense ranked by robust accuracy under the ranking attack, in-domain first."""
+    """Detector + defense ranked by robust accuracy under the ranking attack, in-domain first; with robust
+    accuracy on reals and on fakes beside the total when every ranked record has them."""
     rows = frame[frame["attack_name"] == RANKING]
     if rows.empty:
         return ""
+    per_class = PER_CLASS[0] in rows and rows[list(PER_CLASS)].notna().all().all()
+    stats = {"clean": "clean_acc", "robust": "robust_acc"} | (
+        dict(zip(("real", "fake"), PER_CLASS, strict=True)) if per_class else {}
+    )
     groups = rows.groupby(["train_data", "eval_data", "detector", "defense"])
     table = groups.agg(
-        clean=("clean_acc", "mean"),
-        clean_sd=("clean_acc", "std"),
-        robust=("robust_acc", "mean"),
-        robust_sd=("robust_acc", "std"),
+        **{k: (m, "mean") for k, m in stats.items()},
+        **{f"{k}_sd": (m, "std") for k, m in stats.items()},
         n=("seed", "nunique"),
     ).reset_index()
     table = table.sort_values(["eval_data", "robust", "clean"], ascending=[True, False, False])
+    extra = " robust on reals | robust on fakes |" if per_class else ""
     lines = [
         f"### Ranking: robust accuracy under `{RANKING}` (APGD-CE, APGD-margin, Square; L-inf 8/255)",
         "",
-        "| # | detector | defense | trained on -> evaluated on | clean | robust | seeds |",
-        "|---|---|---|---|---|---|---|",
+        f"| # | detector | defense | trained on -> evaluated on | clean | robust |{extra} seeds |",
+        "|---|---|---|---|---|---|" + ("---|---|" if per_class else "") + "---|",
     ]
     for eval_data, part in table.groupby("eval_data", sort=False):
         for rank, row in enumerate(part.itertuples(), start=1):
+            cells = [_pm(getattr(row, k), getattr(row, f"{k}_sd")) for k in ("real", "fake") if per_class]
             lines.append(
                 f"| {rank} | {row.detector} | {row.defense} | {row.train_data} -> {eval_data} | "
-                f"{_pm(row.clean, row.clean_sd)} | **{_pm(row.robust, row.robust_sd)}** | {row.n} |"
+                f"{_pm(row.clean, row.clean_sd)} | **{_pm(row.robust, row.robust_sd)}** |"
+                + "".join(f" {c} |" for c in cells)
+                + f" {row.n} |"
             )
     return "\n".join(lines)
+
+
+#: robust accuracy per class (records from 2026-12-01 on); the ranking shows them when every record has them
+PER_CLASS = ("robust_acc_real", "robust_acc_fake")
 
 
 def _pm(mean: float, sd: float) -> str:
@@ -407,6 +419,6 @@ def write_model_info(root: Path, entries: dict[Path, dict[str, Any]]) -> list[Pa
     written = []
     for relative, entry in sorted(entries.items()):
         path = root / relative
-        atomic_write_bytes(path, (json.dumps(entry, indent=2) + "\n").encode())
+        atomic_write_text(path, json.dumps(entry, indent=2) + "\n")
         written.append(path)
     return written

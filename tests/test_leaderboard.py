@@ -174,3 +174,19 @@ def test_raised_flags_are_grouped_by_flag_and_attack(tmp_path):
     assert f"{len(records)} of {len(records)} cells ran" in text and "raised in 3 of them" in text
     (row,) = [line for line in text.splitlines() if line.startswith("| zero_gradients")]
     assert row.startswith("| zero_gradients | jpeg s3 | 3 |") and f"`{min(r['cell_id'] for r in weak)}`" in row
+
+
+def test_ranking_shows_robust_accuracy_per_class_when_every_record_has_it() -> None:
+    rows = []
+    for seed, (real, fake) in enumerate([(0.2, 0.6), (0.4, 0.6)]):
+        rows.append(
+            {"attack_name": lb.RANKING, "train_data": "synthetic", "eval_data": "synthetic",
+             "detector": "tiny-cnn", "defense": "at", "seed": seed, "clean_acc": 0.9,
+             "robust_acc": (real + fake) / 2, "robust_acc_real": real, "robust_acc_fake": fake}
+        )  # fmt: skip
+    frame = pd.DataFrame(rows)
+    shown = lb.ranking(frame)
+    assert "| clean | robust | robust on reals | robust on fakes | seeds |" in shown
+    assert "| 1 | tiny-cnn | at | synthetic -> synthetic | 90.0 ± 0.0 | **45.0 ± 7.1** | 30.0 ± 14.1 | 60.0 ± 0.0 | 2 |" in shown
+    older = lb.ranking(frame.assign(robust_acc_real=[0.2, float("nan")]))  # a record from before the split
+    assert "robust on reals" not in older and "| **45.0 ± 7.1** | 2 |" in older

@@ -64,3 +64,22 @@ def test_eer_threshold_separates_separable_scores_with_the_strict_rule() -> None
     rate, threshold = metrics.eer_and_threshold(scores, labels)
     assert rate == 0.0 and threshold == pytest.approx(0.0)
     assert metrics.accuracy(scores - threshold, labels) == 1.0
+
+
+def test_per_class_accuracy_splits_the_total_by_label() -> None:
+    # 3 reals (one wrong under attack), 1 fake (wrong under attack): the total hides which class fell
+    table = pd.DataFrame(
+        {
+            "video_id": ["a", "b", "c", "d"],
+            "label": [0, 0, 0, 1],
+            "clean_score": [-1.0, -2.0, -0.5, 2.0],
+            "adv_score": [-1.0, 0.5, -0.2, -1.0],
+            "attacked": [True] * 4,
+        }
+    )
+    out = metrics.summarise(table)
+    assert out["clean_acc_real"] == 1.0 and out["clean_acc_fake"] == 1.0
+    assert out["robust_acc_real"] == pytest.approx(2 / 3) and out["robust_acc_fake"] == 0.0
+    assert out["robust_acc"] == pytest.approx(0.5)  # = (3 * 2/3 + 1 * 0) / 4
+    only_reals = metrics.per_class_accuracy(np.array([-1.0]), np.array([0]), "robust")
+    assert only_reals["robust_acc_real"] == 1.0 and np.isnan(only_reals["robust_acc_fake"])

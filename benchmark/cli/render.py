@@ -79,8 +79,9 @@ def result_table(record: dict[str, Any], cached: bool) -> Table:
         level = prefix.rstrip("_") or "frame"
         table.add_column(f"{level} clean", justify="right")
         table.add_column(f"{level} attacked", justify="right")
-    for name, key in (("accuracy", "acc"), ("AUC", "auc"), ("AP", "ap"), ("EER", "eer")):
-        cells = [pct(metrics[f"{p}{where}_{key}"]) for p in levels for where in ("clean", "robust")]
+    rows = [("accuracy", "acc"), ("  on reals", "acc_real"), ("  on fakes", "acc_fake")]
+    for name, key in [*rows, ("AUC", "auc"), ("AP", "ap"), ("EER", "eer")]:
+        cells = [pct(metrics.get(f"{p}{where}_{key}")) for p in levels for where in ("clean", "robust")]
         table.add_row(name, *cells)
     table.add_row("attack success rate", *[s for p in levels for s in ("", pct(metrics[f"{p}asr"]))])
     for name, after in record.get("after_round_trip", {}).items():
@@ -226,3 +227,17 @@ def prepare_table(dataset: str, summary: dict[str, Any]) -> Table:
     run = summary["this_run"]
     table.add_row("this run: prepared / skipped (done before)", f"{run['prepared']} / {run['skipped']}")
     return table
+
+
+def ceiling_result(console: Console, dataset: str, split: str, rows: list[dict[str, Any]]) -> None:
+    """The ceiling per budget, and the closest real-fake pair (docs/data.md)."""
+    table = Table(title=f"robust-accuracy ceiling of {dataset} ({split} split, {rows[0]['n']} images, L-inf)")
+    for column in ("eps", "ceiling (%)", "real-fake conflicts"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(show(row["eps"]), pct(row["ceiling"]), str(row["conflicts"]))
+    console.print(table)
+    console.print(
+        f"closest real-fake pair: L-inf {show(rows[0]['closest_pair'])} ({255 * rows[0]['closest_pair']:.1f}/255)",
+        highlight=False,
+    )

@@ -97,4 +97,17 @@ def _level_metrics(table: pd.DataFrame, level: str) -> dict[str, float]:
     adv = table["adv_score"].to_numpy(dtype=float)
     metrics = detection_metrics(clean, labels, "clean") | detection_metrics(adv, labels, "robust")
     metrics["asr"] = attack_success_rate(clean, adv, labels, table["attacked"].to_numpy(dtype=bool))
+    metrics |= per_class_accuracy(clean, labels, "clean") | per_class_accuracy(adv, labels, "robust")
     return {f"{level}{k}": v for k, v in metrics.items()}
+
+
+def per_class_accuracy(scores: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, float]:
+    """Accuracy on the reals and on the fakes alone ('robust_acc_real': reals that stay "real" under an
+    attack pushing them towards "fake"); nan for a class that is absent. A total can hide that one class
+    is given up entirely: an attacker who paints a forgery cue on every real leaves the fakes' accuracy."""
+    return {
+        f"{prefix}_acc_{name}": accuracy(scores[labels == cls], labels[labels == cls])
+        if (labels == cls).any()
+        else float("nan")
+        for name, cls in (("real", 0), ("fake", 1))
+    }
