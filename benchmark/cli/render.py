@@ -237,7 +237,5 @@ def ceiling_result(console: Console, dataset: str, split: str, rows: list[dict[s
     for row in rows:
         table.add_row(show(row["eps"]), pct(row["ceiling"]), str(row["conflicts"]))
     console.print(table)
-    console.print(
-        f"closest real-fake pair: L-inf {show(rows[0]['closest_pair'])} ({255 * rows[0]['closest_pair']:.1f}/255)",
-        highlight=False,
-    )
+    closest = rows[0]["closest_pair"]
+    console.print(f"closest real-fake pair: L-inf {closest:.4f} ({255 * closest:.1f}/255)", highlight=False)
