@@ -176,6 +176,7 @@ def evaluate(
     trained = TrainResult(wrapped, True, [], 0, val_metrics, 0.0)
     record = make_record(spec, table, trained, bundle, device_, timings)
     record["surrogates"], record["flags"] = used, flags | {"store": []}
+    record["decision"] = {"rule": "eer" if calibrate else "model", "threshold": float(wrapped.threshold)}
     if results_dir is not None:
         store.write(record, table)
     return CellOutcome(record, cached=False, samples=table)

@@ -28,11 +28,14 @@ from afsl_bench.detectors.base import Detector
 from afsl_bench.env import resolve_device
 from afsl_bench.evaluation import clean_fingerprint, evaluate
 from afsl_bench.plan import (
+    EVAL_ONLY,
     SAMPLES,
+    DecisionRule,
     build_attack,
     build_defense,
     build_detector,
     build_settings,
+    decision_rule,
     load_dataset,
     surrogate_spec,
 )
@@ -99,6 +102,9 @@ def run_cell(
     resumed: list[int] = []
     trained = _train(spec.training, train_bundle, store, device, _watch_resume(progress, resumed))
     timings["train_s"] = trained.seconds
+    rule = decision_rule(spec)
+    if rule is DecisionRule.MARGIN:
+        trained.model.threshold.zero_()  # the model's own rule; the checkpoint keeps its calibration
 
     progress.on_stage("attack")
     used: list[str] = []  # the training ids of surrogates (transfer attacks), recorded
@@ -138,6 +144,7 @@ def run_cell(
         spec, samples, trained, eval_bundle, device, timings, resumed[0] if resumed else None
     )
     record["surrogates"] = context.used
+    record["decision"] = {"rule": rule.value, "threshold": float(trained.model.threshold)}
     record["flags"] = flags | {"store": store_flags([*_related(store, spec), record])}
     store.write(record, samples)
     return CellOutcome(record, cached=False, samples=samples)
@@ -148,7 +155,7 @@ def evaluation_set(spec: CellSpec, train_bundle: DataBundle) -> DataBundle:
     ``eval.samples`` a fixed subset of its test split (``subset_test``)."""
     samples = spec.eval_data.params.get(SAMPLES)
     full = dataclasses.replace(
-        spec.eval_data, params={k: v for k, v in spec.eval_data.params.items() if k != SAMPLES}
+        spec.eval_data, params={k: v for k, v in spec.eval_data.params.items() if k not in EVAL_ONLY}
     )
     bundle = train_bundle if full == spec.training.train_data else load_dataset(full)
     return subset_test(bundle, samples)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from afsl_bench.attacks import ATTACKS, Attack
@@ -29,6 +30,27 @@ KINDS = ("detector", "defense", "attack", "data", "eval", "train")
 
 #: ``--set eval.samples=N``: evaluate on a fixed subset of N test images (RobustBench's ``n_examples``)
 SAMPLES = "samples"
+#: ``--set eval.threshold=margin|eer``: the decision rule the metrics and the attack use (``DecisionRule``)
+THRESHOLD = "threshold"
+#: evaluation settings that are not parameters of the data set itself
+EVAL_ONLY = (SAMPLES, THRESHOLD)
+
+
+class DecisionRule(StrEnum):
+    """Where a detector's decision "fake" starts, for the metrics and for the attack alike.
+
+    ``eer``: the equal-error-rate threshold of the clean VALIDATION scores, fixed after training and folded
+    into the logits (the default so far). ``margin``: the model's own rule, fake when z_fake > z_real, as
+    RobustBench and the attack libraries evaluate (AFSL's logit adjustment is a training-time term either
+    way). Robust AUC is threshold-free under both.
+    """
+
+    EER = "eer"
+    MARGIN = "margin"
+
+
+#: the rule of a cell that does not set ``eval.threshold`` (absent from its spec, so ids stay stable)
+DEFAULT_RULE = DecisionRule.EER
 
 
 def plan_cell(
@@ -49,10 +71,25 @@ def plan_cell(
     eval_params = DATASETS.params_of(eval_name)
     inherited = {k: v for k, v in raw["data"].items() if k in eval_params}  # e.g. resolution, seed
     samples = _test_samples(raw["eval"].pop(SAMPLES, None))
+    rule = _decision_rule(raw["eval"].pop(THRESHOLD, None))
     eval_c = _factory_component(DATASETS, "eval", eval_name, inherited | raw["eval"])
-    if samples is not None:  # absent unless set: the ids of full-split cells do not change
-        eval_c = dataclasses.replace(eval_c, params=eval_c.params | {SAMPLES: samples})
-    return CellSpec(training, attack_c, eval_c)
+    settings = {SAMPLES: samples, THRESHOLD: None if rule is DEFAULT_RULE else rule.value}
+    settings = {k: v for k, v in settings.items() if v is not None}  # absent unless set: ids stay stable
+    return CellSpec(training, attack_c, dataclasses.replace(eval_c, params=eval_c.params | settings))
+
+
+def decision_rule(spec: CellSpec) -> DecisionRule:
+    return DecisionRule(spec.eval_data.params.get(THRESHOLD, DEFAULT_RULE))
+
+
+def _decision_rule(text: str | None) -> DecisionRule:
+    if text is None:
+        return DEFAULT_RULE
+    try:
+        return DecisionRule(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(r.value for r in DecisionRule)
+        raise ConfigError(f"eval.threshold={text}: choose one of {choices}") from None
 
 
 def plan_training(

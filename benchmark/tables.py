@@ -87,8 +87,14 @@ def labels(spec: dict[str, Any]) -> dict[str, str]:
         "defense": spec["defense"]["name"] + changed(DEFENSES, spec["defense"]),
         "attack": attack_label(spec),
         "train_data": spec["train_data"]["name"] + changed(DATASETS, spec["train_data"]),
-        "eval_data": spec["eval_data"]["name"] + changed(DATASETS, spec["eval_data"]),
+        "eval_data": spec["eval_data"]["name"] + changed(DATASETS, spec["eval_data"]) + _rule(spec),
     }
+
+
+def _rule(spec: dict[str, Any]) -> str:
+    """' (threshold=margin)' for a cell evaluated at another decision rule than the default."""
+    rule = spec["eval_data"]["params"].get("threshold")
+    return f" (threshold={rule})" if rule else ""
 
 
 def surrogate_label(spec: dict[str, Any]) -> str | None:
