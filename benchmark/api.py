@@ -53,12 +53,12 @@ from afsl_bench.execute import (
 )
 from afsl_bench.plan import (
     SAMPLES,
+    build_attack,
     check_surrogates,
     component_of,
     load_dataset,
     plan_cell,
     plan_training,
-    typed_from_spec,
 )
 from afsl_bench.records import make_record
 from afsl_bench.store import RecordStore
@@ -150,7 +150,9 @@ def evaluate(
     checkpoints; default ``results``)."""
     device_ = resolve_device(device)
     attack_c = _attack_component(attack, eps, attack_params or {})
-    eval_c = component_of("data", dataset, DATASETS, data_params or {})
+    attack_ = build_attack(attack_c)
+    check_surrogates(attack_)
+    eval_c = component_of(DATASETS, dataset, data_params or {})
     bundle = subset_test(load_dataset(eval_c), samples)
     calibrate = not _calibrated(model) if calibrate is None else calibrate
     wrapped = ExternalDetector(model).to(device_)
@@ -164,7 +166,7 @@ def evaluate(
     used: list[str] = []
     trainer = _surrogate_trainer(_surrogate_target(eval_c, seed), bundle, store, device_, Progress(), used)
     context = AttackContext(surrogate=trainer, seed=seed, used=used)
-    bound = ATTACKS.build(attack_c.name, **_typed(attack_c)).prepare(context)
+    bound = attack_.prepare(context)
     tic = time.perf_counter()
     table = score_split(wrapped, bound, bundle.test, batch_size=batch_size, device=device_, seed=seed)
     timings = {"data_s": 0.0, "train_s": 0.0, "eval_s": time.perf_counter() - tic}
@@ -216,13 +218,7 @@ def _attack_component(attack: str, eps: float | None, params: dict[str, Any]) ->
         if "eps" not in ATTACKS.params_of(attack):
             raise ConfigError(f"attack '{attack}' has no budget eps (a distortion has a severity): drop eps=")
         params = params | {"eps": eps}
-    component = component_of("attack", attack, ATTACKS, params)
-    check_surrogates(ATTACKS.build(attack, **params))
-    return component
-
-
-def _typed(c: Component) -> dict[str, Any]:
-    return typed_from_spec(ATTACKS.get(c.name), c)
+    return component_of(ATTACKS, attack, params)
 
 
 def _calibrate(

@@ -65,14 +65,14 @@ def plan_cell(
     """Validate names and overrides and build the content-addressed spec (no training, no data)."""
     raw = split_overrides(overrides or [], list(KINDS))
     training = _training(detector, defense, dataset, raw, seed)
-    attack_c = _dataclass_component(ATTACKS, "attack", attack, raw["attack"])
+    attack_c = _component(ATTACKS, "attack", attack, raw["attack"])
     check_surrogates(build_attack(attack_c))
     eval_name = eval_dataset or dataset
     eval_params = DATASETS.params_of(eval_name)
     inherited = {k: v for k, v in raw["data"].items() if k in eval_params}  # e.g. resolution, seed
     samples = _test_samples(raw["eval"].pop(SAMPLES, None))
     rule = _decision_rule(raw["eval"].pop(THRESHOLD, None))
-    eval_c = _factory_component(DATASETS, "eval", eval_name, inherited | raw["eval"])
+    eval_c = _component(DATASETS, "eval", eval_name, inherited | raw["eval"])
     settings = {SAMPLES: samples, THRESHOLD: None if rule is DEFAULT_RULE else rule.value}
     settings = {k: v for k, v in settings.items() if v is not None}  # absent unless set: ids stay stable
     return CellSpec(training, attack_c, dataclasses.replace(eval_c, params=eval_c.params | settings))
@@ -103,23 +103,23 @@ def plan_training(
 def _training(
     detector: str, defense: str, dataset: str, raw: dict[str, dict[str, str]], seed: int
 ) -> TrainSpec:
-    defense_c = _dataclass_component(DEFENSES, "defense", defense, raw["defense"])
-    detector_c = _factory_component(DETECTORS, "detector", detector, _with_head(raw["detector"], defense))
+    defense_c = _component(DEFENSES, "defense", defense, raw["defense"])
+    detector_c = _component(DETECTORS, "detector", detector, _with_head(raw["detector"], defense))
     train_c = _settings_component(raw["train"])
-    data_c = _factory_component(DATASETS, "data", dataset, raw["data"])
+    data_c = _component(DATASETS, "data", dataset, raw["data"])
     return TrainSpec(detector_c, defense_c, data_c, train_c, seed)
 
 
-def component_of(kind: str, name: str, registry: Registry, params: dict[str, Any]) -> Component:
-    """A component from typed Python values (the API's keyword arguments) rather than ``--set`` strings."""
+def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Component:
+    """A component with its complete parameters from typed values (defaults filled in); a dataclass is built,
+    so its ``__post_init__`` validates the values."""
     builder = registry.get(name)
     if dataclasses.is_dataclass(builder):
         instance = registry.build(name, **params)
         full = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
         return Component(name, to_jsonable(full), getattr(instance, "version", 1))
     valid = registry.params_of(name)
-    unknown = [k for k in params if k not in valid]
-    if unknown:
+    if any(k not in valid for k in params):
         registry.build(
             name, **params
         )  # raises the registry's "did you mean" error for the first unknown name
@@ -144,9 +144,9 @@ def surrogate_spec(target: TrainSpec, detector: str, defense: str, seed: int, da
     """The training spec of a surrogate: a registered detector + defense with their defaults, trained with
     the target's settings on the target's training data unless another data set is named."""
     return TrainSpec(
-        _factory_component(DETECTORS, "detector", detector, _with_head({}, defense)),
-        _dataclass_component(DEFENSES, "defense", defense, {}),
-        target.train_data if data is None else _factory_component(DATASETS, "data", data, {}),
+        _component(DETECTORS, "detector", detector, _with_head({}, defense)),
+        _component(DEFENSES, "defense", defense, {}),
+        target.train_data if data is None else _component(DATASETS, "data", data, {}),
         target.train,
         seed,
     )
@@ -177,18 +177,9 @@ def _with_head(detector_raw: dict[str, str], defense: str) -> dict[str, str]:
     return detector_raw | {"head": str(needed)}
 
 
-def _dataclass_component(registry: Registry, kind: str, name: str, raw: dict[str, str]) -> Component:
-    typed = typed_params(kind, name, raw, registry.params_of(name))
-    instance = registry.build(name, **typed)  # validates values in __post_init__
-    params = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
-    return Component(name, to_jsonable(params), getattr(instance, "version", 1))
-
-
-def _factory_component(registry: Registry, kind: str, name: str, raw: dict[str, str]) -> Component:
-    params = registry.params_of(name)
-    typed = typed_params(kind, name, raw, params)
-    full = {key: typed.get(key, p.default) for key, p in params.items()}
-    return Component(name, to_jsonable(full), getattr(registry.get(name), "version", 1))
+def _component(registry: Registry, kind: str, name: str, raw: dict[str, str]) -> Component:
+    """A component from ``--set`` strings, typed by its own annotations (``kind`` names it in errors)."""
+    return component_of(registry, name, typed_params(kind, name, raw, registry.params_of(name)))
 
 
 def _settings_component(raw: dict[str, str]) -> Component:

@@ -1,8 +1,6 @@
 """Data version 2 of the embedded sets (previews `synthetic-v2`, `synthetic-hq-v2`): fakes paired with their
 own reals, each carrying bounded cues; the bound is checked on every fake of a generated set."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -90,4 +88,3 @@ def test_preview_rejects_bad_parameters_like_synthetic() -> None:
 
     with pytest.raises(ConfigError, match="n_identities"):
         DATASETS.build("synthetic-v2", n_identities=3)
-    assert dataclasses.is_dataclass(config("synthetic-v2"))

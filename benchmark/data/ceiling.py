@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
@@ -38,12 +37,6 @@ def linf_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([(a[i : i + _CHUNK, None] - b[None]).abs().amax(-1) for i in range(0, len(a), _CHUNK)])
 
 
-def images_of(split: Split) -> torch.Tensor:
-    """The split's images as floats in [0, 1] (uint8 storage / 255)."""
-    images = torch.as_tensor(np.asarray(split.images)) if not torch.is_tensor(split.images) else split.images
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
-
-
 def robust_ceiling(distances: torch.Tensor, eps: float) -> tuple[float, int]:
     """(ceiling, conflicts) for a real x fake distance matrix: ``1 - matching / n`` and the matching size."""
     n_real, n_fake = distances.shape
@@ -54,7 +47,7 @@ def robust_ceiling(distances: torch.Tensor, eps: float) -> tuple[float, int]:
 
 def ceilings(split: Split, budgets: Iterable[float]) -> list[dict[str, float]]:
     """The ceiling of ``split`` at each L-inf budget, with the closest real-fake distance."""
-    images, labels = images_of(split), split.labels
+    images, labels = split.batch(torch.arange(len(split))).x, split.labels
     distances = linf_distances(images[labels == 0], images[labels == 1])
     out = []
     for eps in budgets:

@@ -61,7 +61,7 @@ def square_wave(n: int, res: int, g: torch.Generator) -> Tensor:
     return (rows[:, None, :, None] * cols[:, None, None, :]).contiguous()
 
 
-def face_box(scene: dict[str, Tensor], res: int) -> Tensor:
+def face_box(scene: dict[str, Tensor], res: int) -> Tensor:  # also version 1's ``crop_trace``
     """[N,1,res,res] 0/1 mask of the face's bounding box: the aligned crop a swap pipeline regenerates."""
     box = landmark_mask(scene, res, "face", 0.5, 1.0) > 0.5
     return (box.any(dim=3, keepdim=True) & box.any(dim=2, keepdim=True)).float()

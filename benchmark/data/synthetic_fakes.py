@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from afsl_bench.data.synthetic_cues import face_box
 from afsl_bench.data.synthetic_faces import Canvas, Params, landmark_mask, render
 
 
@@ -253,11 +254,10 @@ def crop_trace(inp: FakeInputs, img: Tensor) -> Tensor:
     the face's bounding box. Large amplitudes (> 2 x 8/255) are what an adversarially trained detector can
     still see under an 8/255 attack; small ones are not, so robust accuracy stays below clean accuracy.
     """
-    box = landmark_mask(inp.scene, inp.res, "face", 0.5, 1.0) > 0.5
-    rows, cols = box.any(dim=3, keepdim=True), box.any(dim=2, keepdim=True)
+    box = face_box(inp.scene, inp.res) > 0
     sign = (torch.arange(inp.res, device=img.device) % 2).to(img.dtype) * 2 - 1
     checker = sign.view(1, 1, -1, 1) * sign.view(1, 1, 1, -1)
-    return (img + _c(inp.draw(*inp.style.crop_trace)) * checker * (rows & cols)).clamp(0, 1)
+    return (img + _c(inp.draw(*inp.style.crop_trace)) * checker * box).clamp(0, 1)
 
 
 #: manipulation name (as used in ``methods``) -> function

@@ -25,8 +25,10 @@ from afsl_bench.data.base import DATASETS
 from afsl_bench.data.synthetic import (
     FFPP_METHODS,
     HQ_METHODS,
+    SPLITS,
     _check,
     _one_thread,
+    _split_of_identity,
     jpeg,
     sensor_noise,
     to_uint8,
@@ -44,8 +46,6 @@ from afsl_bench.data.synthetic_faces import landmark_mask, render, sample_identi
 from afsl_bench.data.synthetic_fakes import FFPP_STYLE, HQ_STYLE, METHODS, NEEDS_DONOR, FakeInputs, Style
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,6 @@ class Pairs:
     view: Tensor
     split: Tensor
     method: list[str]
-
-
-def _split_of_identity(n: int, g: torch.Generator) -> Tensor:
-    order = torch.randperm(n, generator=g)
-    n_train, n_val = round(0.6 * n), round(0.2 * n)
-    split = torch.full((n,), 2, dtype=torch.long)
-    split[order[:n_train]] = 0
-    split[order[n_train : n_train + n_val]] = 1
-    return split
 
 
 def _methods_and_donors(cfg: PairedConfig, identity: Tensor, id_split: Tensor, g: torch.Generator):
