@@ -36,7 +36,7 @@ from afsl_bench.data import DATASETS
 from afsl_bench.defenses.training import TrainResult, TrainSettings
 from afsl_bench.defenses.validation import calibrate as calibrate_threshold
 from afsl_bench.detectors import DETECTORS
-from afsl_bench.detectors.base import Detector
+from afsl_bench.detectors.base import Detector, fold_threshold
 from afsl_bench.detectors.weights import load_state, read_state_dict
 from afsl_bench.env import resolve_device
 from afsl_bench.evaluation import evaluate as score_split
@@ -153,10 +153,14 @@ def evaluate(
     attack_ = build_attack(attack_c)
     check_surrogates(attack_)
     eval_c = component_of(DATASETS, dataset, data_params or {})
+    tic = time.perf_counter()
     bundle = subset_test(load_dataset(eval_c), samples)
+    timings = {"data_s": time.perf_counter() - tic}
     calibrate = not _calibrated(model) if calibrate is None else calibrate
     wrapped = ExternalDetector(model).to(device_)
+    tic = time.perf_counter()
     val_metrics = _calibrate(wrapped, bundle, calibrate, batch_size, device_)
+    timings["calibrate_s"] = time.perf_counter() - tic
     spec = _external_spec(wrapped, name or type(model).__name__, defense, eval_c, attack_c, calibrate, seed)
     if samples is not None:
         spec = dataclasses.replace(
@@ -169,7 +173,7 @@ def evaluate(
     bound = attack_.prepare(context)
     tic = time.perf_counter()
     table = score_split(wrapped, bound, bundle.test, batch_size=batch_size, device=device_, seed=seed)
-    timings = {"data_s": 0.0, "train_s": 0.0, "eval_s": time.perf_counter() - tic}
+    timings |= {"train_s": 0.0, "eval_s": time.perf_counter() - tic}  # trained elsewhere: no training here
     flags = (
         cell_checks(wrapped, bound, bundle, table, device_, seed, RunOptions(device=device))
         if checks
@@ -204,8 +208,7 @@ class ExternalDetector(nn.Module):
                 f"{type(self.model).__name__} returned logits of shape {tuple(logits.shape)} for {len(x)} "
                 "images; the model must return [N, 2] (index 1 = fake) or one logit per image ([N] or [N, 1])"
             )
-        shift = torch.stack([self.threshold / 2, -self.threshold / 2]).to(logits.dtype)
-        return logits + shift
+        return fold_threshold(logits, self.threshold)
 
 
 def _calibrated(model: nn.Module) -> bool:

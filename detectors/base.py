@@ -44,6 +44,11 @@ def make_head(head: Head | str, dim: int, scale: float) -> nn.Module:
     return CosineHead(dim, scale) if Head(head) is Head.COSINE else nn.Linear(dim, 2)
 
 
+def fold_threshold(logits: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Two logits shifted by -t/2 and +t/2, so that their argmax decides "fake" when z_fake - z_real > t."""
+    return logits + torch.stack([threshold / 2, -threshold / 2]).to(logits.dtype)
+
+
 class Detector(nn.Module):
     """Base class: subclasses implement ``features(x_normalised) -> z`` of size ``feature_dim``."""
 
@@ -81,8 +86,7 @@ class Detector(nn.Module):
 
     def logits_from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """Head logits shifted so that argmax applies the calibrated threshold on the margin."""
-        shift = torch.stack([self.threshold / 2, -self.threshold / 2])
-        return self.head(z) + shift
+        return fold_threshold(self.head(z), self.threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_from_embedding(self.embed(x))
