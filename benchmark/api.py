@@ -167,6 +167,8 @@ def evaluate(
             spec, eval_data=dataclasses.replace(eval_c, params=eval_c.params | {SAMPLES: samples})
         )
     store = RecordStore(results_dir if results_dir is not None else RunOptions().results_dir)
+    if results_dir is not None:
+        store.check_writable()  # before the attack runs, not after
     used: list[str] = []
     trainer = _surrogate_trainer(_surrogate_target(eval_c, seed), bundle, store, device_, Progress(), used)
     context = AttackContext(surrogate=trainer, seed=seed, used=used)
