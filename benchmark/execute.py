@@ -93,7 +93,6 @@ def run_cell(
     if not options.force and (done := store.finished(spec.cell_id)):
         return CellOutcome(done, cached=True)
     device = resolve_device(options.device)
-    store.check_writable()  # before the work, not after it
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -101,6 +100,7 @@ def run_cell(
     train_bundle = load_dataset(spec.training.train_data)
     eval_bundle = evaluation_set(spec, train_bundle)
     timings["data_s"] = time.perf_counter() - start
+    store.check_writable()  # before the training and the attack, not after them
 
     progress.on_stage("train")
     resumed: list[int] = []
