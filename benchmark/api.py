@@ -173,6 +173,8 @@ def evaluate(
     eval_c = dataclasses.replace(eval_c, params=eval_c.params | settings)
     spec = _external_spec(wrapped, name or type(model).__name__, defense, eval_c, attack_c, rule, seed)
     store = RecordStore(results_dir if results_dir is not None else RunOptions().results_dir)
+    if results_dir is not None:
+        store.check_writable()  # before the attack runs, not after
     used: list[str] = []
     trainer = _surrogate_trainer(_surrogate_target(eval_c, seed), bundle, store, device_, Progress(), used)
     context = AttackContext(surrogate=trainer, seed=seed, used=used)

@@ -9,6 +9,7 @@ and its training resumes from the partial checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from afsl_bench.plan import (
 )
 from afsl_bench.records import make_record
 from afsl_bench.store import STATUS_OK, RecordStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ def run_cell(
     train_bundle = load_dataset(spec.training.train_data)
     eval_bundle = evaluation_set(spec, train_bundle)
     timings["data_s"] = time.perf_counter() - start
+    store.check_writable()  # before the training and the attack, not after them
 
     progress.on_stage("train")
     resumed: list[int] = []
@@ -163,9 +167,16 @@ def evaluation_set(spec: CellSpec, train_bundle: DataBundle) -> DataBundle:
 
 def subset_test(bundle: DataBundle, samples: int | None) -> DataBundle:
     """The first ``samples`` test images of a fixed shuffle (seed 0: every cell and seed sees the same
-    images, RobustBench's ``n_examples``); the whole split when unset or larger."""
-    if samples is None or samples >= len(bundle.test):
+    images, RobustBench's ``n_examples``); the whole split when unset or larger (said in the record's
+    ``data`` as ``test_samples_requested`` and in a warning)."""
+    if samples is None:
         return bundle
+    if samples >= len(bundle.test):
+        if samples > len(bundle.test):
+            log.warning("eval.samples=%d: %s has only %d test samples; all %d are used", samples, bundle.name,
+                        len(bundle.test), len(bundle.test))  # fmt: skip
+        info = bundle.info | {"test_samples_requested": samples, "test_samples_of": len(bundle.test)}
+        return dataclasses.replace(bundle, info=info)
     rows = (
         torch.randperm(len(bundle.test), generator=torch.Generator().manual_seed(0))[:samples].sort().values
     )

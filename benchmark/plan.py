@@ -34,6 +34,8 @@ SAMPLES = "samples"
 THRESHOLD = "threshold"
 #: evaluation settings that are not parameters of the data set itself
 EVAL_ONLY = (SAMPLES, THRESHOLD)
+#: a data set's content digest in its component (``content_id`` of ``folder`` and the prepared stores)
+CONTENT = "content"
 
 
 class DecisionRule(StrEnum):
@@ -128,6 +130,8 @@ def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Compo
             name, **params
         )  # raises the registry's "did you mean" error for the first unknown name
     full = {key: params.get(key, p.default) for key, p in valid.items()}
+    if (content := getattr(builder, "content_id", None)) and (digest := content(**full)) is not None:
+        full[CONTENT] = digest  # what a user's data holds, not only where it is (no stale reuse)
     return Component(name, to_jsonable(full), getattr(builder, "version", 1))
 
 

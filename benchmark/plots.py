@@ -24,14 +24,22 @@ import pandas as pd
 import seaborn as sns
 
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.io import atomic_write
 from afsl_bench.tables import eps_label
+
+#: no creation date and a fixed id salt, so the same records draw byte-identical files (committed plots
+#: change only when their data does)
+METADATA = {"png": {}, "svg": {"Date": None}}
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """``name``.png and ``name``.svg, each written atomically and deterministically."""
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
-    for path in paths:
-        fig.savefig(path, bbox_inches="tight", dpi=150)
+    with matplotlib.rc_context({"svg.hashsalt": "afsl-bench"}):
+        for path in paths:
+            kind = path.suffix[1:]
+            atomic_write(path, lambda tmp, kind=kind: fig.savefig(
+                tmp, format=kind, bbox_inches="tight", dpi=150, metadata=METADATA[kind]))  # fmt: skip
     plt.close(fig)
     return paths
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, MutableMapping
@@ -34,7 +35,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from afsl_bench.core.io import atomic_write, atomic_write_bytes
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.io import UNREADABLE, atomic_write, atomic_write_bytes, check_writable
 from afsl_bench.core.spec import content_hash
 
 try:
@@ -44,6 +46,31 @@ except ImportError:  # Windows: no flock; a single writer per store is then the 
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+#: what every record holds, finished or failed (docs/records.md)
+REQUIRED = ("cell_id", "status", "spec")
+
+log = logging.getLogger(__name__)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record in ``path``, or None with a warning naming the file when it is unreadable (not JSON, empty,
+    truncated, or missing a required field): the store treats it as absent, so the cell is recomputed and
+    the file rewritten, and listings skip it. None, silently, when there is no file."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"not a JSON record ({str(err).splitlines()[0]})"
+    else:
+        missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
+        if not missing:
+            return record
+        problem = f"a record without {', '.join(missing)}"
+    log.warning(
+        "%s is %s: ignored; the cell is recomputed when run again (or delete the file)", path, problem
+    )
+    return None
 
 
 def atomic_write_parquet(path: Path, table: pd.DataFrame) -> Path:
@@ -74,6 +101,12 @@ class RecordStore:
         self.clean_cache = self.root / "cache" / "clean"
         self.probes = self.root / "cache" / "probes"
         self.plots = self.root / "plots"
+
+    def check_writable(self) -> None:
+        """Refuse, before any training or attack, a results directory this process cannot write (a file, a
+        read-only folder): the work would be lost at the end."""
+        for folder in (self.records, self.checkpoints):
+            check_writable(folder, "the results directory's folder", "pass a writable --results-dir")
 
     def record_path(self, cell_id: str) -> Path:
         return self.records / f"{cell_id}.json"
@@ -122,16 +155,20 @@ class RecordStore:
         return self.record_path(cell_id)
 
     def read(self, cell_id: str) -> dict[str, Any] | None:
-        path = self.record_path(cell_id)
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
+        """The cell's record; None when there is none or it is unreadable (``read_record``)."""
+        return read_record(self.record_path(cell_id))
 
     def read_samples(self, cell_id: str) -> pd.DataFrame:
-        # one open file: reading by path, pyarrow opens the file more than once, and a rewrite of the
-        # cell in between pairs one version's footer with the other's pages ("Page was smaller ...")
-        with self.samples_path(cell_id).open("rb") as handle:
-            return pd.read_parquet(handle)
+        """The cell's per-sample table; a ConfigError naming the file and the fix when it is unreadable."""
+        path = self.samples_path(cell_id)
+        try:
+            # one open file: reading by path, pyarrow opens the file more than once, and a rewrite of the
+            # cell in between pairs one version's footer with the other's pages ("Page was smaller ...")
+            with path.open("rb") as handle:
+                return pd.read_parquet(handle)
+        except (OSError, ValueError) as err:  # pyarrow's errors are ValueErrors (ArrowInvalid, ...)
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"{path} is unreadable ({reason}): recompute the cell with --force") from None
 
     def finished_with_samples(self, cell_id: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
         """The record of a finished cell and its table as one consistent pair, even while another process
@@ -147,9 +184,11 @@ class RecordStore:
         return record if record and record.get("status") == STATUS_OK else None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Every record, failed ones included (filter on ``status``)."""
+        """Every readable record, failed ones included (filter on ``status``); unreadable ones are skipped
+        with a warning naming the file."""
         for path in sorted(self.records.glob("*.json")):
-            yield json.loads(path.read_text())
+            if (record := read_record(path)) is not None:
+                yield record
 
     def by_train(self, train_id: str) -> Iterator[dict[str, Any]]:
         """The records of one trained model, failed ones included (filter on ``status``), from the index."""
@@ -180,8 +219,12 @@ class RecordStore:
         path = self.clean_scores_path(key)
         if not path.exists():
             return None
-        entry = torch.load(path, weights_only=True)
-        return entry["scores"] if entry.get("fingerprint") == fingerprint else None
+        try:
+            entry = torch.load(path, weights_only=True)
+            return entry["scores"] if entry.get("fingerprint") == fingerprint else None
+        except UNREADABLE as err:  # a cache: anything unreadable is recomputed (and rewritten)
+            log.warning("%s is unreadable (%s): recomputing the clean scores", path, type(err).__name__)
+            return None
 
     def write_clean_scores(self, key: str, scores: torch.Tensor, fingerprint: str) -> Path:
         buffer = io.BytesIO()
@@ -202,9 +245,13 @@ class ProbeMemo(MutableMapping[str, dict[str, Any]]):
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         path = self._path(key)
-        if not path.is_file():
-            raise KeyError(key)
-        return json.loads(path.read_text())["value"]
+        try:
+            return json.loads(path.read_text())["value"]
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except (OSError, ValueError, KeyError, TypeError):  # a cache: an unreadable entry is recomputed
+            log.warning("%s is unreadable: the probe is run again", path)
+            raise KeyError(key) from None
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None:
         text = json.dumps({"key": key, "value": value}, sort_keys=True)
@@ -214,7 +261,11 @@ class ProbeMemo(MutableMapping[str, dict[str, Any]]):
         self._path(key).unlink()
 
     def __iter__(self) -> Iterator[str]:
-        return (json.loads(p.read_text())["key"] for p in sorted(self.folder.glob("*.json")))
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                yield json.loads(path.read_text())["key"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
 
     def __len__(self) -> int:
         return len(list(self.folder.glob("*.json")))

@@ -204,6 +204,7 @@ def run_sweep(
     on."""
     executor = executor or LocalExecutor()
     outcome, store, start = SweepOutcome(), RecordStore(options.results_dir), time.perf_counter()
+    store.check_writable()  # once, up front: not one failed cell per cell
     for cell, result in executor.run(suite.cells, options, lambda cell: on_cell(cell, "running", outcome)):
         if result.error is not None:
             store.write_failure(cell.cell_id, cell.training.train_id, cell.to_json(), result.error)

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.core.io import atomic_write
+from afsl_bench.core.io import UNREADABLE, atomic_write
 from afsl_bench.core.spec import to_jsonable
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.defenses.base import Defense, TrainContext
@@ -118,9 +119,9 @@ def train(model: Detector, defense: Defense, bundle: DataBundle, settings: Train
     torch.manual_seed(seed)
     model.to(device)
     final = Path(checkpoint_dir) / f"{train_id}.pt"
-    if final.exists():
+    if final.exists() and (cached := _load_or_set_aside(model, final, load_trained)) is not None:
         notify({"phase": "cached", "train_id": train_id})
-        return load_trained(model, final)
+        return cached
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{train_id}.partial.pt")
     run = start_or_resume(model, settings, len(bundle.train), partial, notify)
@@ -170,17 +171,16 @@ def new_run(model: Detector, settings: TrainSettings, n_train: int) -> RunState:
 def start_or_resume(model: Detector, settings: TrainSettings, n_train: int, partial: Path,
                     notify: Progress) -> RunState:
     """A fresh run, or the one saved in ``partial`` after its last finished epoch."""
-    run = new_run(model, settings, n_train)
-    if not partial.exists():
+    if partial.exists():
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        run = _load_or_set_aside(model, partial, lambda m, p: _resume(m, p, new_run(m, settings, n_train)))
+        if run is None:
+            model.load_state_dict(initial)  # the set-aside file may have loaded part of itself
+    else:
+        run = None
+    if run is None:
         model.threshold.zero_()  # train on the raw margin; a threshold is fixed on val at the end
-        return run
-    saved = torch.load(partial, map_location="cpu", weights_only=True)
-    model.load_state_dict(saved["model"])
-    run.optimizer.load_state_dict(saved["optimizer"])
-    run.scheduler.load_state_dict(saved["scheduler"])
-    run.epoch, run.best_epoch, run.seconds = saved["epoch"], saved["best_epoch"], saved["seconds"]
-    run.best_state, run.best_score, run.history = saved["best_state"], saved["best_score"], saved["history"]
-    set_rng_state(saved["rng"])
+        return new_run(model, settings, n_train)
     log.info("resuming %s after epoch %d", partial.name, run.epoch)
     notify({"phase": "resume", "epoch": run.epoch, "epochs": settings.epochs})
     return run
@@ -281,6 +281,34 @@ def finish(model: Detector, val: Split, run: RunState, settings: TrainSettings, 
             "train_seconds": run.seconds, "history": run.history, "settings": to_jsonable(settings)}
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, final)
     return TrainResult(model, False, run.history, run.best_epoch, val_metrics, run.seconds)
+
+
+T = TypeVar("T")
+
+
+def _resume(model: Detector, partial: Path, run: RunState) -> RunState:
+    saved = torch.load(partial, map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    run.epoch, run.best_epoch, run.seconds = saved["epoch"], saved["best_epoch"], saved["seconds"]
+    run.best_state, run.best_score, run.history = saved["best_state"], saved["best_score"], saved["history"]
+    set_rng_state(saved["rng"])
+    return run
+
+
+def _load_or_set_aside(model: Detector, path: Path, load: Callable[[Detector, Path], T]) -> T | None:
+    """``load(model, path)``, or None when the file is unreadable (empty, truncated, not a checkpoint of
+    this model): it is then renamed to ``<name>.corrupt`` (kept for inspection, never read again) with a
+    warning naming it, and the caller trains afresh."""
+    try:
+        return load(model, path)
+    except UNREADABLE as err:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        log.warning("%s is not a readable checkpoint (%s): moved to %s; training again", path, reason, aside.name)
+        return None
 
 
 def load_trained(model: Detector, path: Path) -> TrainResult:

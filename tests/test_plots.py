@@ -48,6 +48,8 @@ def test_every_plot_is_written_as_png_and_svg_and_impossible_ones_say_why(frame,
         "robust_vs_eps.png", "robust_vs_eps.svg", "clean_vs_robust.png", "clean_vs_robust.svg"
     }
     assert all(p.stat().st_size > 1000 for p in written)
+    again, _ = render_all(frame, tmp_path / "again")
+    assert [p.read_bytes() for p in written] == [p.read_bytes() for p in again], "the same data, the same bytes"
     assert "eval list" in skipped["cross_dataset"]
     assert "transfer" in skipped["transfer_matrix"] and "AFSL variants" in skipped["afsl_ablation"]
     (ax,) = clean_vs_robust(frame, attack="pgd 8/255").axes

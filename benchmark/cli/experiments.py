@@ -110,6 +110,10 @@ def sweep(
         return
     if address is not None and executor is not ExecutorKind.RAY:
         raise ConfigError(f"--address {address} is a Ray cluster; add --executor ray to run there")
+    if address is None:  # cells run on this machine: refuse a device it lacks once, up front
+        from afsl_bench.env import resolve_device
+
+        resolve_device(device)
     runner = RayExecutor(address) if executor is ExecutorKind.RAY else LocalExecutor()
     options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, checks=checks)
     with SweepProgress(err, plan.name, total=len(plan.cells), to_run=len(todo)) as progress:
@@ -136,6 +140,9 @@ def gate(
     from afsl_bench.gate import TOLERANCE, compare, current_metrics, read_baseline, suite_of, write_baseline
 
     logging.basicConfig(level=logging.WARNING)
+    from afsl_bench.env import resolve_device
+
+    resolve_device(device)  # once, up front, rather than one failed cell per cell
     known = read_baseline(baseline) if (not update or baseline.is_file()) else None
     plan = suite_of(known, suite)
     allowed = tolerance if tolerance is not None else (known or {}).get("tolerance", TOLERANCE)

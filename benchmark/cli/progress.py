@@ -1,8 +1,9 @@
 """Progress drawing on stderr: a run's training and attack bars, a sweep's bar, the prepare bar.
 
 The library only calls back (``afsl_bench.execute.Progress``, ``run_sweep``'s ``on_cell``, ``prepare``'s
-``on_start`` / ``on_video``); these classes turn the calls into rich progress bars. Bars are drawn only when
-stderr is a terminal.
+``on_start`` / ``on_video``); these classes turn the calls into rich progress bars when stderr is a
+terminal, and into plain time-stamped lines when it is not (a log file, ``| tee``, CI): one per training
+epoch, per tenth of an attack or of a prepare, per finished sweep cell, never wrapped or marked up.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -32,10 +33,20 @@ def quiet() -> bool:
 
 
 class Bars:
-    """A rich ``Progress`` on ``console`` used as a context manager by the classes below."""
+    """A rich ``Progress`` on ``console`` used as a context manager by the classes below; without a
+    terminal the bars are off and ``lines`` is set: the classes then print a line at each milestone."""
 
     def __init__(self, console: Console, *columns: ProgressColumn | str, disable: bool | None = None) -> None:
-        self.bar = Progress(*columns, console=console, disable=quiet() if disable is None else disable)
+        disable = quiet() if disable is None else disable
+        self.bar = Progress(*columns, console=console, disable=disable)
+        self.lines = disable
+        self.console = console
+
+    def line(self, text: str) -> None:
+        """One plain line: a time stamp and ``text`` as given (no markup, no wrapping, no source path)."""
+        self.console.print(
+            f"[{time.strftime('%H:%M:%S')}] {text}", markup=False, highlight=False, soft_wrap=True
+        )
 
     def __enter__(self) -> Any:
         self.bar.__enter__()
@@ -49,7 +60,7 @@ class RunProgress(Bars):
     """``afsl-bench run``: a training bar, an attack + eval bar, and a line for the stages without one."""
 
     #: stages worth a line on the console (the others have progress bars)
-    STAGE_LINES = {
+    STAGE_LINES: ClassVar[dict[str, str]] = {
         "data": "preparing data",
         "surrogate": "training (or loading) the transfer attack's surrogate",
         "checks": "running the gradient-masking probes (--no-checks skips them)",
@@ -68,6 +79,7 @@ class RunProgress(Bars):
         )
         self.train_task: Any = None
         self.eval_task: Any = None
+        self.eval_said = -1  # the last tenth of the attack said as a line
 
     def callbacks(self) -> Any:
         """The ``afsl_bench.execute.Progress`` the library calls."""
@@ -77,9 +89,11 @@ class RunProgress(Bars):
 
     def on_stage(self, stage: str) -> None:
         if stage in self.STAGE_LINES:
-            self.bar.console.log(self.STAGE_LINES[stage])
+            self.line(self.STAGE_LINES[stage])
 
     def on_train(self, event: dict[str, Any]) -> None:
+        if self.lines:
+            self.train_line(event)
         if "steps" not in event or "epochs" not in event:
             return
         total = event["epochs"] * event["steps"]
@@ -90,7 +104,22 @@ class RunProgress(Bars):
             self.train_task = self.bar.add_task("training", total=total, info="")
         self.bar.update(self.train_task, total=total, completed=done, info=f"epoch {event['epoch']} {info}")
 
+    def train_line(self, event: dict[str, Any]) -> None:
+        phase = event.get("phase")
+        if phase == "epoch":
+            shown = {"val_clean_acc": "val acc", "val_robust_acc": "val robust acc"}
+            scores = ", ".join(f"{label} {event[k]:.3f}" for k, label in shown.items() if k in event)
+            self.line(f"training: epoch {event['epoch']}/{event['epochs']} done in {event.get('seconds', 0):.0f} s"
+                      f"{', ' + scores if scores else ''} (best so far: epoch {event['best_epoch']})")  # fmt: skip
+        elif phase == "resume":
+            self.line(f"training: resuming after epoch {event['epoch']}/{event['epochs']}")
+        elif phase == "cached":
+            self.line("training: the trained model is in the checkpoint cache")
+
     def on_eval(self, done: int, total: int) -> None:
+        if self.lines and total and (tenth := 10 * done // total) > self.eval_said:
+            self.eval_said = tenth
+            self.line(f"attack + eval: {done}/{total} samples ({100 * done // total} %)")
         if self.eval_task is None:
             self.eval_task = self.bar.add_task("attack + eval", total=total, info="")
         self.bar.update(self.eval_task, completed=done, total=total)
@@ -132,8 +161,12 @@ class SweepProgress(Bars):
             left="left ?" if left is None else f"left ~{timedelta(seconds=round(left))}",
             cell=describe(cell) if status == "running" else "",
         )
-        if status == "failed":
+        if status == "failed" and not self.lines:
             self.bar.console.log(f"[red]failed[/] {escape(describe(cell))} (the error is in its record)")
+        if self.lines and status in ("done", "failed"):
+            left_text = "" if left is None else f"; about {timedelta(seconds=round(left))} left"
+            note = " (the error is in its record)" if status == "failed" else ""
+            self.line(f"[{finished}/{self.bar.tasks[0].total}] {status}: {describe(cell)}{note}{left_text}")
 
 
 class PrepareProgress(Bars):
@@ -143,9 +176,17 @@ class PrepareProgress(Bars):
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         super().__init__(console, *columns, disable=disable)
         self.task = self.bar.add_task(f"prepare {dataset}", total=None)
+        self.todo, self.done, self.said = 0, 0, -1
 
     def on_start(self, todo: int, skipped: int) -> None:
         self.bar.update(self.task, total=todo)
+        self.todo = todo
+        if self.lines:
+            self.line(f"prepare: {todo} videos to process, {skipped} already prepared")
 
     def on_video(self, result: Any) -> None:
         self.bar.advance(self.task)
+        self.done += 1
+        if self.lines and self.todo and (tenth := 10 * self.done // self.todo) > self.said:
+            self.said = tenth
+            self.line(f"prepare: {self.done}/{self.todo} videos ({100 * self.done // self.todo} %)")

@@ -108,8 +108,14 @@ def caption(record: dict[str, Any], cached: bool) -> str:
         how = "checkpoint from cache"
     else:
         how = f"trained in {t['train_s']:.0f}s"
+    requested = record.get("data", {}).get("test_samples_requested")
+    capped = (
+        f" (eval.samples={requested}: the whole test split)"
+        if requested and requested > record["n_samples"]
+        else ""
+    )
     return (
-        f"{record['n_samples']} test samples ({record['n_attacked']} attacked); {how}; "
+        f"{record['n_samples']} test samples{capped} ({record['n_attacked']} attacked); {how}; "
         f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}"
     )
 

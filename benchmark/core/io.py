@@ -9,9 +9,31 @@ or the new one, never half of one; on any error (Ctrl-C included) the temporary 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from afsl_bench.core.errors import ConfigError
+
+#: what reading a file that is not what it should be raises (torch.load of an empty, truncated or foreign
+#: file; JSON that is not the expected mapping): the store treats such files as absent and rebuilds them
+UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
+              pickle.UnpicklingError)  # fmt: skip
+
+
+def check_writable(folder: Path | str, what: str, fix: str) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it, before any work that would be lost
+    otherwise; a ConfigError naming the folder, the reason and ``fix`` when not."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test."):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"{what} {folder} is not writable ({reason}): {fix}") from None
+    return folder
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from afsl_bench.core.types import DataBundle
 from afsl_bench.data.base import DATASETS
-from afsl_bench.data.prepared import NoFace, load_prepared
+from afsl_bench.data.prepared import NoFace, load_prepared, store_content_id
 from afsl_bench.prepare.dfdc import LAYOUT
 
 
@@ -21,3 +21,6 @@ def dfdc(prepared: str = "", no_face: NoFace = NoFace.DROP, clip_frames: int = 0
     without a detected face; clip_frames: 0 for frames, T >= 2 for clips.
     """
     return load_prepared("dfdc", prepared, LAYOUT, no_face=no_face, clip_frames=clip_frames)
+
+
+dfdc.content_id = store_content_id("dfdc")  # the store's contents enter every cell id that reads it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from afsl_bench.core.types import DataBundle
 from afsl_bench.data.base import DATASETS
-from afsl_bench.data.prepared import NoFace, load_prepared
+from afsl_bench.data.prepared import NoFace, load_prepared, store_content_id
 from afsl_bench.prepare.ffpp import DFO_LAYOUT, FFPP_LAYOUT, FFPP_METHODS, Compression
 
 
@@ -73,3 +73,9 @@ def deeperforensics(
     return load_prepared(
         "deeperforensics", prepared, DFO_LAYOUT, expect=expect, no_face=no_face, clip_frames=clip_frames
     )
+
+
+# each store's contents enter the cell ids of the cells that read it
+ffpp.content_id = store_content_id("ff++")
+faceshifter.content_id = store_content_id("faceshifter")
+deeperforensics.content_id = store_content_id("deeperforensics")

@@ -10,6 +10,7 @@ crops. The store is found at ``prepared``, else ``$AFSL_DATA/<name>``, else ``da
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from enum import StrEnum
@@ -60,6 +61,24 @@ def read_store(name: str, path: Path, layout: str) -> tuple[dict, pd.DataFrame]:
             f"use --dataset {config.get('dataset')} or point data.prepared to a {name} store"
         )
     return config, pd.read_parquet(path / MANIFEST)
+
+
+def store_content_id(name: str):
+    """``content_id`` of a prepared data set ``name`` (``afsl_bench.plan.component_of``): a digest of the
+    store's ``store.json`` and manifest, which list every shard and sample it holds (small files: hashed in
+    full). Two stores of different contents get different cell ids even under the same ``prepared=`` or
+    ``$AFSL_DATA``; None when there is no store (loading then says how to prepare one)."""
+
+    def content_id(prepared: str = "", **_: Any) -> str | None:
+        path = store_path(name, prepared)
+        if not (path / MANIFEST).is_file() or not (path / CONFIG).is_file():
+            return None
+        digest = hashlib.sha256()
+        for part in (CONFIG, MANIFEST):
+            digest.update((path / part).read_bytes())
+        return digest.hexdigest()[:16]
+
+    return content_id
 
 
 def check_layout(path: Path, config: dict, expect: dict[str, Any]) -> None:

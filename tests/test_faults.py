@@ -1,0 +1,197 @@
+"""Fault injection, done as a user would: corrupt, empty, truncated and incomplete records and checkpoints,
+unwritable result directories, a device the machine lacks, an oversized sample count. Each case asserts the
+message (naming the file or value and the fix), the exit code, and that nothing finished was lost."""
+
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from afsl_bench.cli import app
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.store import RecordStore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = [
+    "--set", "data.n_identities=20", "--set", "data.images_per_identity=6", "--set", "data.resolution=32",
+    "--set", "train.epochs=1", "--set", "train.robust_val_samples=32", "--no-checks",
+]  # fmt: skip
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def run(results, attack: str = "fgsm", *extra: str) -> dict:
+    outcome = invoke("run", "--attack", attack, *SMALL, *extra, "--results-dir", str(results), "--json")
+    assert outcome.exit_code == 0, outcome.output
+    return json.loads(outcome.stdout)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A results directory with one finished cell (its record, table and checkpoint), copied per test."""
+    root = tmp_path_factory.mktemp("store")
+    record = run(root)
+    return root, record
+
+
+@pytest.fixture
+def results(store, tmp_path):
+    root, record = store
+    shutil.copytree(root, tmp_path / "results")
+    return tmp_path / "results", record
+
+
+CORRUPTIONS = {
+    "garbage": lambda text: "not json at all {",
+    "empty": lambda text: "",
+    "truncated": lambda text: text[: len(text) // 2],
+    "missing spec": lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "spec"}),
+    "a list": lambda text: "[]",
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+def test_a_corrupt_record_is_named_skipped_by_table_and_recomputed_by_run(results, kind, caplog) -> None:
+    root, record = results
+    path = root / "records" / f"{record['cell_id']}.json"
+    path.write_text(CORRUPTIONS[kind](path.read_text()))
+    with caplog.at_level(logging.WARNING):
+        table = invoke("table", "--results-dir", str(root))
+    assert table.exception is None or isinstance(table.exception, SystemExit), table.exception
+    assert str(path) in caplog.text and "ignored" in caplog.text
+    again = run(root)  # the same cell: recomputed (from the cached checkpoint), the file rewritten
+    assert again["cell_id"] == record["cell_id"] and again["metrics"] == record["metrics"]
+    assert json.loads(path.read_text())["metrics"] == record["metrics"]
+
+
+def test_an_unreadable_table_is_named_with_the_fix_and_force_rebuilds_it(results) -> None:
+    root, record = results
+    table = root / "records" / f"{record['cell_id']}.parquet"
+    table.write_bytes(b"PAR1 broken")
+    with pytest.raises(ConfigError, match=f"{table} is unreadable .*: recompute the cell with --force"):
+        RecordStore(root).read_samples(record["cell_id"])
+    assert run(root, "fgsm", "--force")["metrics"] == record["metrics"]
+    assert len(RecordStore(root).read_samples(record["cell_id"])) == record["n_samples"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "foreign"])
+def test_a_corrupt_checkpoint_is_set_aside_named_and_retrained(results, kind, caplog) -> None:
+    root, record = results
+    checkpoint = root / "checkpoints" / f"{record['train_id']}.pt"
+    data = checkpoint.read_bytes()
+    if kind == "foreign":
+        torch.save({"state_dict": {"weight": torch.zeros(3)}, "meta": {}}, checkpoint)
+    else:
+        checkpoint.write_bytes(b"" if kind == "empty" else data[: len(data) // 3])
+    with caplog.at_level(logging.WARNING):
+        other = run(root, "pgd")  # another attack on the same model: it needs the checkpoint
+    assert str(checkpoint) in caplog.text and "training again" in caplog.text
+    assert (root / "checkpoints" / f"{record['train_id']}.pt.corrupt").is_file(), "kept for inspection"
+    assert not other["training"]["cached"] and checkpoint.is_file()
+    # retrained deterministically: the first cell's numbers come back when it is forced
+    forced = run(root, "fgsm", "--force")
+    assert forced["metrics"] == record["metrics"]
+
+
+def test_a_corrupt_partial_checkpoint_restarts_training(tmp_path, caplog) -> None:
+    root = tmp_path / "results"
+    reference = run(root)
+    (root / "checkpoints" / f"{reference['train_id']}.pt").unlink()
+    partial = root / "checkpoints" / f"{reference['train_id']}.partial.pt"
+    partial.write_bytes(b"\x80\x02 truncated")
+    with caplog.at_level(logging.WARNING):
+        again = run(root, "fgsm", "--force")
+    assert str(partial) in caplog.text and again["metrics"] == reference["metrics"]
+
+
+def test_corrupt_caches_are_recomputed(results, caplog) -> None:
+    root, record = results
+    for cache in (root / "cache").rglob("*"):
+        if cache.is_file():
+            cache.write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        again = run(root, "fgsm", "--force")
+    assert again["metrics"] == record["metrics"]
+
+
+def test_a_results_dir_that_is_a_file_is_refused_before_any_work(tmp_path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results directory should be")
+    outcome = invoke("run", "--attack", "fgsm", *SMALL, "--results-dir", str(blocker))
+    assert outcome.exit_code == 2
+    message = " ".join(outcome.output.split())
+    assert f"{blocker}/records" in message.replace(" ", "") or str(blocker) in message
+    assert "not writable" in message and "--results-dir" in message
+    assert blocker.read_text().startswith("a file"), "nothing was overwritten"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_results_dir_is_refused_before_any_work(tmp_path) -> None:
+    root = tmp_path / "results"
+    (root / "records").mkdir(parents=True)
+    (root / "checkpoints").mkdir()
+    for folder in (root / "records", root / "checkpoints"):
+        folder.chmod(0o555)
+    try:
+        outcome = invoke("run", "--attack", "fgsm", *SMALL, "--results-dir", str(root))
+    finally:
+        for folder in (root / "records", root / "checkpoints"):
+            folder.chmod(0o755)
+    assert outcome.exit_code == 2 and "not writable" in outcome.output
+    assert not list((root / "checkpoints").iterdir()), "refused before training"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has CUDA")
+@pytest.mark.parametrize("command", [["sweep", "suites/smoke.toml"], ["gate"]])
+def test_a_missing_cuda_device_is_refused_once_up_front(tmp_path, command) -> None:
+    outcome = invoke(*command, "--device", "cuda", "--results-dir", str(tmp_path))
+    assert outcome.exit_code == 2
+    assert "no CUDA GPU" in outcome.output and "--device cpu" in outcome.output
+    assert not (tmp_path / "records").exists(), "no cell was run, none recorded as failed"
+
+
+def test_more_samples_than_the_test_split_holds_is_said(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        record = run(tmp_path / "results", "fgsm", "--set", "eval.samples=100000")
+    assert record["data"]["test_samples_requested"] == 100000
+    assert record["n_samples"] == record["data"]["test_samples_of"] < 100000
+    assert "eval.samples=100000" in caplog.text and f"only {record['n_samples']} test samples" in caplog.text
+
+
+def _images(folder, n: int, start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start + len(folder.name))
+    for i in range(start, start + n):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / f"img{i:03d}.png")
+
+
+def test_a_changed_folder_is_never_served_from_results_of_its_old_contents(tmp_path) -> None:
+    data, results = tmp_path / "faces", tmp_path / "results"
+    _images(data / "real", 12)
+    _images(data / "fake", 12)
+    folder = ["--dataset", "folder", "--set", f"data.root={data}", "--set", "data.resolution=16"]
+    small = ["--set", "train.epochs=1", "--set", "train.robust_val_samples=8", "--no-checks"]
+
+    def cell() -> dict:
+        outcome = invoke("run", "--attack", "fgsm", *folder, *small, "--results-dir", str(results), "--json")
+        assert outcome.exit_code == 0, outcome.output
+        return json.loads(outcome.stdout)
+
+    first = cell()
+    _images(data / "fake", 4, start=12)  # the user adds images
+    grown = cell()
+    assert grown["cell_id"] != first["cell_id"] and grown["train_id"] != first["train_id"]
+    assert not grown["training"]["cached"] and grown["n_samples"] > first["n_samples"]
+    for extra in range(12, 16):
+        (data / "fake" / f"img{extra:03d}.png").unlink()  # ... and removes them again
+    assert cell()["cell_id"] == first["cell_id"], "the same contents give the same cell again"
+    assert len(first["spec"]["train_data"]["params"]["content"]) == 16
