@@ -7,6 +7,7 @@ functions that need them, so ``afsl-bench --help`` stays light.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,22 @@ from rich.text import Text
 from afsl_bench.cli.console import say
 from afsl_bench.cli.options import TableFormat
 
+#: parameters that are pixel budgets (written k/255 when they are multiples of 1/255); every other float is
+#: a plain number (a fraction such as Square's p_init or folder's val_fraction is not a budget)
+BUDGETS = frozenset({"eps", "step_size", "eps_step", "max_eps"})
 
-def show(value: Any) -> str:
-    """A parameter value as a user writes it: budgets as k/255, enums by value."""
+
+def show(value: Any, name: str = "eps") -> str:
+    """A parameter value as a user writes it: budgets (``BUDGETS``) as k/255, enums by value."""
     if isinstance(value, float):
         k = value * 255
-        return f"{k:.0f}/255" if abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1 else f"{value:g}"
+        budget = name in BUDGETS and abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1
+        return f"{k:.0f}/255" if budget else f"{value:g}"
     return str(getattr(value, "value", value))
 
 
 def pct(value: float | None) -> str:
-    return "-" if value is None or value != value else f"{100 * value:.1f}"
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
 def number(value: float | None) -> str:
@@ -36,6 +42,19 @@ def number(value: float | None) -> str:
 
 
 # --- list ---------------------------------------------------------------------------------------------------
+
+
+def settings_table(settings: Any) -> Table:
+    """The training settings (``--set train.NAME=VALUE``): one row per field with its type and default."""
+    import dataclasses
+
+    table = Table(title="training settings (--set train.NAME=VALUE)")
+    for column in ("name", "type", "default"):
+        table.add_column(column, style="bold" if column == "name" else None)
+    for field in dataclasses.fields(settings):
+        kind = getattr(field.type, "__name__", str(field.type))
+        table.add_row(field.name, kind, show(field.default, field.name))
+    return table
 
 
 def components_table(registry: Any, params: bool) -> Table:
@@ -48,7 +67,9 @@ def components_table(registry: Any, params: bool) -> Table:
     for name in registry.names():
         row = [name, registry.describe(name)]
         if params:
-            row.append("\n".join(f"{p.name}={show(p.default)}" for p in registry.params_of(name).values()))
+            row.append(
+                "\n".join(f"{p.name}={show(p.default, p.name)}" for p in registry.params_of(name).values())
+            )
         table.add_row(*row)
     return table
 

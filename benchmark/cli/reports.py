@@ -27,14 +27,21 @@ def _registries() -> dict[str, Any]:
 
 
 def list_components(
-    kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors or datasets")],
-    params: Annotated[bool, typer.Option("--params", help="also show each component's parameters")] = False,
+    kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors, datasets or train")],
+    params: Annotated[
+        bool, typer.Option("--params", metavar="", help="also show each component's parameters")
+    ] = False,
 ) -> None:
-    """List registered components with a one-line description."""
+    """List registered components with a one-line description (``train``: the training settings)."""
+    if kind in ("train", "training"):
+        from afsl_bench.defenses.training import TrainSettings
+
+        out.print(render.settings_table(TrainSettings))
+        return
     registries = _registries()
     registry = registries.get(kind) or registries.get(kind + "s")
     if registry is None:
-        raise ConfigError(f"unknown kind '{kind}'; choose one of {', '.join(registries)}")
+        raise ConfigError(f"unknown kind '{kind}'; choose one of {', '.join(registries)}, train")
     out.print(render.components_table(registry, params))
 
 
@@ -68,10 +75,17 @@ def leaderboard(
         "results/leaderboard/records.jsonl"
     ),
     from_export: Annotated[
-        bool, typer.Option(help="re-render from the committed copy instead of the store (no records needed)")
+        bool,
+        typer.Option(
+            metavar="", help="re-render from the committed copy instead of the store (no records needed)"
+        ),
     ] = False,
-    partial: Annotated[bool, typer.Option(help="render even when some cells have no record yet")] = False,
-    plots: Annotated[bool, typer.Option(help="redraw the plots (--no-plots keeps the files there)")] = True,
+    partial: Annotated[
+        bool, typer.Option(metavar="", help="render even when some cells have no record yet")
+    ] = False,
+    plots: Annotated[
+        bool, typer.Option(metavar="", help="redraw the plots (--no-plots keeps the files there)")
+    ] = True,
 ) -> None:
     """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries."""
     from afsl_bench import leaderboard as lb
