@@ -1,9 +1,14 @@
 """What the CLI shows: budgets as k/255 and only budgets, the training settings listed, flags without a
 misleading value placeholder (issue 13, item 8)."""
 
+import json
+import subprocess
+import sys
+
+import pytest
 from typer.testing import CliRunner
 
-from afsl_bench.cli import app
+from afsl_bench.cli import app, listing
 from afsl_bench.cli.render import show
 
 
@@ -30,3 +35,18 @@ def test_flags_take_no_value_and_say_so() -> None:
     for flag in ("--json", "--force", "--checks"):
         line = next(line for line in text.splitlines() if flag in line)
         assert "<bool>" not in line, line
+
+
+@pytest.mark.parametrize("kind", listing.KINDS)
+def test_the_listing_manifest_is_what_the_registries_say(kind) -> None:
+    """``afsl-bench list`` reads cli/listing.json to start without torch; it must not go stale: after adding
+    or changing a component, run ``python -m afsl_bench.cli.listing``."""
+    stored = json.loads(listing.MANIFEST.read_text())[kind]
+    assert stored == listing.live(kind), "cli/listing.json is stale: run python -m afsl_bench.cli.listing"
+
+
+def test_list_starts_without_importing_torch() -> None:
+    code = "import sys; from afsl_bench.cli import app; sys.argv = ['afsl-bench', 'list', 'attacks']\n"
+    code += "try:\n    app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().endswith("False") and "apgd" in result.stdout

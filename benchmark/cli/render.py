@@ -44,32 +44,28 @@ def number(value: float | None) -> str:
 # --- list ---------------------------------------------------------------------------------------------------
 
 
-def settings_table(settings: Any) -> Table:
+def settings_table(entry: dict[str, Any]) -> Table:
     """The training settings (``--set train.NAME=VALUE``): one row per field with its type and default."""
-    import dataclasses
-
     table = Table(title="training settings (--set train.NAME=VALUE)")
     for column in ("name", "type", "default"):
         table.add_column(column, style="bold" if column == "name" else None)
-    for field in dataclasses.fields(settings):
-        kind = getattr(field.type, "__name__", str(field.type))
-        table.add_row(field.name, kind, show(field.default, field.name))
+    for row in entry["settings"]:
+        table.add_row(*row)
     return table
 
 
-def components_table(registry: Any, params: bool) -> Table:
-    """One row per registered component: name, description and (with ``params``) parameter defaults."""
-    table = Table(title=f"{registry.kind}s", show_lines=params)
+def components_table(entry: dict[str, Any], params: bool) -> Table:
+    """One row per component of a ``listing.entry``: name, description and (with ``params``) parameter
+    defaults."""
+    table = Table(title=f"{entry['kind']}s", show_lines=params)
     table.add_column("name", style="bold")
     table.add_column("description")
     if params:
         table.add_column("parameters (default)")
-    for name in registry.names():
-        row = [name, registry.describe(name)]
+    for component in entry["components"]:
+        row = [component["name"], component["description"]]
         if params:
-            row.append(
-                "\n".join(f"{p.name}={show(p.default, p.name)}" for p in registry.params_of(name).values())
-            )
+            row.append("\n".join(component["params"]))
         table.add_row(*row)
     return table
 

@@ -17,15 +17,6 @@ from afsl_bench.cli.options import RESULTS_DIR, ResultsDir, TableFormat
 from afsl_bench.core.errors import ConfigError
 
 
-def _registries() -> dict[str, Any]:
-    from afsl_bench.attacks import ATTACKS
-    from afsl_bench.data import DATASETS
-    from afsl_bench.defenses import DEFENSES
-    from afsl_bench.detectors import DETECTORS
-
-    return {"attacks": ATTACKS, "defenses": DEFENSES, "detectors": DETECTORS, "datasets": DATASETS}
-
-
 def list_components(
     kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors, datasets or train")],
     params: Annotated[
@@ -33,16 +24,13 @@ def list_components(
     ] = False,
 ) -> None:
     """List registered components with a one-line description (``train``: the training settings)."""
-    if kind in ("train", "training"):
-        from afsl_bench.defenses.training import TrainSettings
+    from afsl_bench.cli import listing
 
-        out.print(render.settings_table(TrainSettings))
-        return
-    registries = _registries()
-    registry = registries.get(kind) or registries.get(kind + "s")
-    if registry is None:
-        raise ConfigError(f"unknown kind '{kind}'; choose one of {', '.join(registries)}, train")
-    out.print(render.components_table(registry, params))
+    typed, kind = kind, {"training": "train"}.get(kind, kind if kind in listing.KINDS else kind + "s")
+    if kind not in listing.KINDS:
+        raise ConfigError(f"unknown kind '{typed}'; choose one of {', '.join(listing.KINDS)}")
+    entry = listing.entry(kind)
+    out.print(render.settings_table(entry) if kind == "train" else render.components_table(entry, params))
 
 
 def plot(
