@@ -50,3 +50,13 @@ def test_list_starts_without_importing_torch() -> None:
     code += "try:\n    app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().endswith("False") and "apgd" in result.stdout
+
+
+def test_cell_labels_carry_non_default_training_settings_and_the_seed() -> None:
+    from afsl_bench.plan import plan_cell
+    from afsl_bench.tables import describe_spec
+
+    spec = plan_cell("tiny-cnn", "at", "pgd", "synthetic", overrides=["train.epochs=4", "train.lr=1e-3"], seed=2)
+    line = describe_spec(spec.to_json())
+    assert line.startswith("tiny-cnn + at (train: epochs=4, lr=0.001) vs pgd 8/255") and line.endswith("seed 2")
+    assert "(train:" not in describe_spec(plan_cell("tiny-cnn", "at", "pgd", "synthetic").to_json())

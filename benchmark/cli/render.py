@@ -83,12 +83,10 @@ def run_result(console: Console, record: dict[str, Any], cached: bool, path: Pat
 
 def result_table(record: dict[str, Any], cached: bool) -> Table:
     """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
-    spec, metrics = record["spec"], record["metrics"]
-    title = (
-        f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']} "
-        f"(eps {show(spec['attack']['params'].get('eps', float('nan')))}), "
-        f"{spec['train_data']['name']} -> {spec['eval_data']['name']}"
-    )
+    from afsl_bench.tables import describe_spec
+
+    metrics = record["metrics"]
+    title = describe_spec(record["spec"])
     levels = ["", "video_"] if "video_clean_acc" in metrics else [""]
     table = Table(title=title, caption=caption(record, cached))
     table.add_column("metric (%)")
