@@ -218,12 +218,8 @@ def run_sweep(
 
 
 def describe(cell: CellSpec) -> str:
-    """One line per cell, with the parameters that differ from the defaults (the table labels)."""
-    from afsl_bench.tables import labels
+    """One line per cell, with the parameters that differ from the defaults (the table labels, the training
+    settings) and the seed."""
+    from afsl_bench.tables import describe_spec
 
-    spec = cell.to_json()
-    shown = labels(spec)
-    return (
-        f"{shown['detector']} + {shown['defense']} vs {shown['attack']}, "
-        f"{shown['train_data']} -> {shown['eval_data']}, seed {spec['seed']}"
-    )
+    return describe_spec(cell.to_json())

@@ -92,6 +92,27 @@ def labels(spec: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def describe_spec(spec: dict[str, Any]) -> str:
+    """'tiny-cnn + at (train: epochs=4) vs pgd 8/255, synthetic -> synthetic, seed 0': a cell on one line."""
+    shown = labels(spec)
+    return (
+        f"{shown['detector']} + {shown['defense']}{train_label(spec)} vs {shown['attack']}, "
+        f"{shown['train_data']} -> {shown['eval_data']}, seed {spec['seed']}"
+    )
+
+
+def train_label(spec: dict[str, Any]) -> str:
+    """' (train: epochs=4, lr=0.001)' for training settings that differ from the defaults, else ''."""
+    import dataclasses
+
+    from afsl_bench.defenses.training import TrainSettings
+
+    defaults = {f.name: to_jsonable(f.default) for f in dataclasses.fields(TrainSettings)}
+    params = spec.get("train", {}).get("params", {})
+    diff = [f"{k}={_show(v)}" for k, v in sorted(params.items()) if k in defaults and defaults[k] != v]
+    return f" (train: {', '.join(diff)})" if diff else ""
+
+
 def _rule(spec: dict[str, Any]) -> str:
     """' (threshold=eer)' for a cell evaluated at another decision rule than the default (margin)."""
     rule = spec["eval_data"]["params"].get(THRESHOLD, LEGACY_RULE.value)

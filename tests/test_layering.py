@@ -115,6 +115,7 @@ def test_an_install_adds_one_top_level_package(tmp_path) -> None:
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"afsl_bench"}
     for expected in ("afsl_bench/core/registry.py", "afsl_bench/attacks/apgd.py", "afsl_bench/cli/__init__.py",
-                     "afsl_bench/prepare/splits/ffpp/test.json", "afsl_bench/store.py"):  # fmt: skip
+                     "afsl_bench/prepare/splits/ffpp/test.json", "afsl_bench/store.py",
+                     "afsl_bench/cli/listing.json"):  # fmt: skip
         assert expected in names
     assert not [n for n in names if n.startswith("afsl_bench/results")]

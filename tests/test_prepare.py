@@ -173,3 +173,18 @@ def test_cli_prepare_bad_input_is_one_line(tmp_path):
     assert "--set 'compression' must look like KEY=VALUE, e.g. compression=c40" in outcome.output
     outcome = CliRunner().invoke(app, ["prepare", "ff++", "--root", str(tmp_path), "--face-detector", "dlib"])
     assert outcome.exit_code == 2 and "unknown face detector 'dlib'" in outcome.output
+
+
+def test_the_face_track_drops_unconfident_boxes_and_jumps_to_the_background():
+    from afsl_bench.prepare.faces import track
+
+    face = [Face(100 + 4 * t, 80, 160 + 4 * t, 150, 3.0) for t in range(6)]  # a face drifting right
+    patch = Face(5, 5, 95, 95, 0.24)  # a large background patch the cascade accepted weakly
+    far = Face(400, 300, 470, 380, 2.0)  # a confident box on the other side of the frame
+    candidates = [[face[0], patch], [face[1]], [far], [patch], [face[4], far], [face[5]]]
+    kept = track(candidates, min_score=1.0)
+    assert kept == [face[0], face[1], None, None, face[4], face[5]]
+    assert track([[patch], []], min_score=1.0) == [None, None], "no confident face: no face at all"
+    # the track starts at the most confident face, and follows it backwards as well
+    strong = Face(104, 80, 164, 150, 9.0)
+    assert track([[face[0]], [strong, far]], min_score=1.0) == [face[0], strong]

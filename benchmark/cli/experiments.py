@@ -44,9 +44,13 @@ def run(
     device: Device = DEVICE,
     batch_size: BatchSize = BATCH_SIZE,
     results_dir: ResultsDir = RESULTS_DIR,
-    force: Annotated[bool, typer.Option(help="recompute even if this cell has a finished record")] = False,
+    force: Annotated[
+        bool, typer.Option(metavar="", help="recompute even if this cell has a finished record")
+    ] = False,
     checks: Checks = True,
-    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON on stdout")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="print the record as JSON on stdout")
+    ] = False,
 ) -> None:
     """Train (or load) a detector with a defense, attack it, print and store one result record."""
     from afsl_bench import api
@@ -80,7 +84,9 @@ def run(
 
 def sweep(
     suite: Annotated[Path, typer.Argument(help="a suite file, e.g. suites/smoke.toml")],
-    dry_run: Annotated[bool, typer.Option(help="list cached and to-run cells; run nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(metavar="", help="list cached and to-run cells; run nothing")
+    ] = False,
     device: Device = DEVICE,
     batch_size: BatchSize = BATCH_SIZE,
     results_dir: ResultsDir = RESULTS_DIR,
@@ -131,7 +137,9 @@ def gate(
     tolerance: Annotated[
         float | None, typer.Option(help="allowed drop per metric (default: the baseline's, else 0.02)")
     ] = None,
-    update: Annotated[bool, typer.Option(help="rewrite the baseline from the current results")] = False,
+    update: Annotated[
+        bool, typer.Option(metavar="", help="rewrite the baseline from the current results")
+    ] = False,
     device: Device = DEVICE,
     results_dir: ResultsDir = RESULTS_DIR,
 ) -> None:

@@ -30,7 +30,9 @@ Seed = Annotated[int, typer.Option("--seed", help="training and attack seed")]
 Checks = Annotated[
     bool,
     typer.Option(
-        "--checks/--no-checks", help="run the gradient-masking probes (docs/checks.md) and record their flags"
+        "--checks/--no-checks",
+        metavar="",
+        help="run the gradient-masking probes (docs/checks.md) and record their flags",
     ),
 ]
 

@@ -27,9 +27,13 @@ def prepare(
     scale: Annotated[float, typer.Option(help="crop side / face box side")] = 1.3,
     face_detector: Annotated[str, typer.Option(help="haar (OpenCV) or mtcnn (facenet-pytorch)")] = "haar",
     workers: Annotated[int, typer.Option(help="processes decoding videos in parallel (0: this one)")] = 2,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="detector confidence below which a box is no face (default: haar 1.0, mtcnn 0.9)"),
+    ] = None,
     set_: LayoutSetOption = None,
 ) -> None:
-    """Decode raw videos, crop the largest face of N evenly spaced frames, write a prepared store."""
+    """Decode raw videos, keep one face track over N evenly spaced frames, write a prepared store."""
     from afsl_bench.cli.progress import PrepareProgress
     from afsl_bench.core.params import split_overrides, typed_params
     from afsl_bench.data.prepared import store_path
@@ -40,7 +44,7 @@ def prepare(
     raw = split_overrides(set_ or [], [LAYOUT], default_kind=LAYOUT, example=LAYOUT_EXAMPLE)[LAYOUT]
     params = {k: p for k, p in LAYOUTS.params_of(dataset).items() if k != "root"}
     layout = typed_params(LAYOUT, dataset, raw, params)
-    options = PrepareOptions(frames, size, scale, face_detector, workers)
+    options = PrepareOptions(frames, size, scale, face_detector, workers, min_score)
     store = store_dir or store_path(dataset, "")
     with PrepareProgress(err, dataset) as progress:
         summary = run_prepare(

@@ -7,6 +7,7 @@ functions that need them, so ``afsl-bench --help`` stays light.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,22 @@ from rich.text import Text
 from afsl_bench.cli.console import say
 from afsl_bench.cli.options import TableFormat
 
+#: parameters that are pixel budgets (written k/255 when they are multiples of 1/255); every other float is
+#: a plain number (a fraction such as Square's p_init or folder's val_fraction is not a budget)
+BUDGETS = frozenset({"eps", "step_size", "eps_step", "max_eps"})
 
-def show(value: Any) -> str:
-    """A parameter value as a user writes it: budgets as k/255, enums by value."""
+
+def show(value: Any, name: str = "eps") -> str:
+    """A parameter value as a user writes it: budgets (``BUDGETS``) as k/255, enums by value."""
     if isinstance(value, float):
         k = value * 255
-        return f"{k:.0f}/255" if abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1 else f"{value:g}"
+        budget = name in BUDGETS and abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1
+        return f"{k:.0f}/255" if budget else f"{value:g}"
     return str(getattr(value, "value", value))
 
 
 def pct(value: float | None) -> str:
-    return "-" if value is None or value != value else f"{100 * value:.1f}"
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
 def number(value: float | None) -> str:
@@ -38,17 +44,28 @@ def number(value: float | None) -> str:
 # --- list ---------------------------------------------------------------------------------------------------
 
 
-def components_table(registry: Any, params: bool) -> Table:
-    """One row per registered component: name, description and (with ``params``) parameter defaults."""
-    table = Table(title=f"{registry.kind}s", show_lines=params)
+def settings_table(entry: dict[str, Any]) -> Table:
+    """The training settings (``--set train.NAME=VALUE``): one row per field with its type and default."""
+    table = Table(title="training settings (--set train.NAME=VALUE)")
+    for column in ("name", "type", "default"):
+        table.add_column(column, style="bold" if column == "name" else None)
+    for row in entry["settings"]:
+        table.add_row(*row)
+    return table
+
+
+def components_table(entry: dict[str, Any], params: bool) -> Table:
+    """One row per component of a ``listing.entry``: name, description and (with ``params``) parameter
+    defaults."""
+    table = Table(title=f"{entry['kind']}s", show_lines=params)
     table.add_column("name", style="bold")
     table.add_column("description")
     if params:
         table.add_column("parameters (default)")
-    for name in registry.names():
-        row = [name, registry.describe(name)]
+    for component in entry["components"]:
+        row = [component["name"], component["description"]]
         if params:
-            row.append("\n".join(f"{p.name}={show(p.default)}" for p in registry.params_of(name).values()))
+            row.append("\n".join(component["params"]))
         table.add_row(*row)
     return table
 
@@ -66,12 +83,10 @@ def run_result(console: Console, record: dict[str, Any], cached: bool, path: Pat
 
 def result_table(record: dict[str, Any], cached: bool) -> Table:
     """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
-    spec, metrics = record["spec"], record["metrics"]
-    title = (
-        f"{spec['detector']['name']} + {spec['defense']['name']} vs {spec['attack']['name']} "
-        f"(eps {show(spec['attack']['params'].get('eps', float('nan')))}), "
-        f"{spec['train_data']['name']} -> {spec['eval_data']['name']}"
-    )
+    from afsl_bench.tables import describe_spec
+
+    metrics = record["metrics"]
+    title = describe_spec(record["spec"])
     levels = ["", "video_"] if "video_clean_acc" in metrics else [""]
     table = Table(title=title, caption=caption(record, cached))
     table.add_column("metric (%)")

@@ -17,25 +17,20 @@ from afsl_bench.cli.options import RESULTS_DIR, ResultsDir, TableFormat
 from afsl_bench.core.errors import ConfigError
 
 
-def _registries() -> dict[str, Any]:
-    from afsl_bench.attacks import ATTACKS
-    from afsl_bench.data import DATASETS
-    from afsl_bench.defenses import DEFENSES
-    from afsl_bench.detectors import DETECTORS
-
-    return {"attacks": ATTACKS, "defenses": DEFENSES, "detectors": DETECTORS, "datasets": DATASETS}
-
-
 def list_components(
-    kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors or datasets")],
-    params: Annotated[bool, typer.Option("--params", help="also show each component's parameters")] = False,
+    kind: Annotated[str, typer.Argument(help="attacks, defenses, detectors, datasets or train")],
+    params: Annotated[
+        bool, typer.Option("--params", metavar="", help="also show each component's parameters")
+    ] = False,
 ) -> None:
-    """List registered components with a one-line description."""
-    registries = _registries()
-    registry = registries.get(kind) or registries.get(kind + "s")
-    if registry is None:
-        raise ConfigError(f"unknown kind '{kind}'; choose one of {', '.join(registries)}")
-    out.print(render.components_table(registry, params))
+    """List registered components with a one-line description (``train``: the training settings)."""
+    from afsl_bench.cli import listing
+
+    typed, kind = kind, {"training": "train"}.get(kind, kind if kind in listing.KINDS else kind + "s")
+    if kind not in listing.KINDS:
+        raise ConfigError(f"unknown kind '{typed}'; choose one of {', '.join(listing.KINDS)}")
+    entry = listing.entry(kind)
+    out.print(render.settings_table(entry) if kind == "train" else render.components_table(entry, params))
 
 
 def plot(
@@ -68,10 +63,17 @@ def leaderboard(
         "results/leaderboard/records.jsonl"
     ),
     from_export: Annotated[
-        bool, typer.Option(help="re-render from the committed copy instead of the store (no records needed)")
+        bool,
+        typer.Option(
+            metavar="", help="re-render from the committed copy instead of the store (no records needed)"
+        ),
     ] = False,
-    partial: Annotated[bool, typer.Option(help="render even when some cells have no record yet")] = False,
-    plots: Annotated[bool, typer.Option(help="redraw the plots (--no-plots keeps the files there)")] = True,
+    partial: Annotated[
+        bool, typer.Option(metavar="", help="render even when some cells have no record yet")
+    ] = False,
+    plots: Annotated[
+        bool, typer.Option(metavar="", help="redraw the plots (--no-plots keeps the files there)")
+    ] = True,
 ) -> None:
     """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries."""
     from afsl_bench import leaderboard as lb

@@ -1,7 +1,8 @@
 """``prepare``: raw videos -> face crops in a prepared store, in parallel over videos, resumable.
 
 Per video (DeepfakeBench's convention, see ``afsl_bench.prepare.frames``): decode, take ``frames`` frames
-evenly spaced, find the largest face in each with the chosen offline detector, crop ``scale`` x the box,
+evenly spaced, find the faces in each with the chosen offline detector and keep one face track through
+the video (confident detections only, ``afsl_bench.prepare.faces.track``), crop ``scale`` x the box,
 resize to ``size``, write the video's shard and manifest rows atomically. A frame without a face keeps its
 centre square (status ``no-face``); a video that cannot be decoded gets one ``corrupt`` row with the reason.
 Nothing is dropped silently: every count is in ``summary.json`` and in the manifest's ``status`` column.
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.prepare.faces import FACE_DETECTORS, Face
+from afsl_bench.prepare.faces import FACE_DETECTORS, MIN_SCORE, Face, track
 from afsl_bench.prepare.frames import UnreadableVideo, centre_square, crop, sample_frames, square_around
 from afsl_bench.prepare.layout import LAYOUTS, SPLITS, Listing, VideoEntry
 from afsl_bench.prepare.store import (
@@ -51,6 +52,12 @@ class PrepareOptions:
     scale: float = 1.3
     detector: str = "haar"
     workers: int = 2
+    #: detections below this confidence are not faces (None: the detector's ``MIN_SCORE``)
+    min_score: float | None = None
+
+    @property
+    def threshold(self) -> float:
+        return MIN_SCORE[self.detector] if self.min_score is None else self.min_score
 
     def check(self) -> None:
         FACE_DETECTORS.get(self.detector)  # an unknown name lists the valid ones
@@ -117,7 +124,7 @@ def process_video(entry: VideoEntry, out: Path, options: PrepareOptions) -> Vide
 def crops_of(entry: VideoEntry, options: PrepareOptions) -> tuple[np.ndarray, list[dict]]:
     """The face crops [T,3,size,size] of a video's sampled frames and their manifest rows."""
     numbers, frames = sample_frames(entry.path, options.frames)
-    faces = FACE_DETECTORS.get(options.detector)(frames)
+    faces = track(FACE_DETECTORS.get(options.detector)(frames), options.threshold)
     height, width = frames.shape[1:3]
     shard = f"shards/{video_key(entry.video_id)}.npy"
     crops, rows = [], []
