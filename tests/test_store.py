@@ -12,7 +12,7 @@ from afsl_bench.store import RecordStore
 
 
 def _record(cell_id: str = "abc", status: str = "ok") -> dict:
-    return {"cell_id": cell_id, "status": status, "metrics": {"clean_acc": 0.9, "robust_acc": 0.4}}
+    return {"cell_id": cell_id, "status": status, "spec": {}, "metrics": {"clean_acc": 0.9, "robust_acc": 0.4}}
 
 
 def test_write_then_read_round_trips_json_and_parquet(tmp_path) -> None:

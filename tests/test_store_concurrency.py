@@ -44,6 +44,7 @@ def _writer(root: str, writer: str, start: multiprocessing.synchronize.Barrier) 
             "cell_id": cell_id,
             "train_id": "model0",
             "status": "ok",
+            "spec": {},
             "writer": writer,
             "step": step,
             "n_samples": len(table),

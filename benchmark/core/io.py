@@ -23,17 +23,20 @@ UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, 
 
 
 def check_writable(folder: Path | str, what: str, fix: str) -> Path:
-    """Create ``folder`` if needed and prove a file can be written in it, before any work that would be lost
-    otherwise; a ConfigError naming the folder, the reason and ``fix`` when not."""
+    """Refuse, before any work that would be lost otherwise, a ``folder`` this process cannot write into or
+    create (a file in the way, a read-only place): a ConfigError naming it, the reason and ``fix``. Nothing
+    is created: the nearest existing folder on the path is checked."""
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test."):
-            pass
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise ConfigError(f"{what} {folder} is not writable ({reason}): {fix}") from None
-    return folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{existing} is a file" if existing == folder else f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"no permission to write in {existing}"
+    else:
+        return folder
+    raise ConfigError(f"{what} {folder} is not writable ({reason}): {fix}")
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
