@@ -249,7 +249,7 @@ class ProbeMemo(MutableMapping[str, dict[str, Any]]):
             return json.loads(path.read_text())["value"]
         except FileNotFoundError:
             raise KeyError(key) from None
-        except (OSError, ValueError, KeyError, TypeError):  # a cache: an unreadable entry is recomputed
+        except UNREADABLE:  # a cache: an unreadable entry is recomputed
             log.warning("%s is unreadable: the probe is run again", path)
             raise KeyError(key) from None
 
@@ -264,7 +264,7 @@ class ProbeMemo(MutableMapping[str, dict[str, Any]]):
         for path in sorted(self.folder.glob("*.json")):
             try:
                 yield json.loads(path.read_text())["key"]
-            except (OSError, ValueError, KeyError, TypeError):
+            except UNREADABLE:
                 continue
 
     def __len__(self) -> int:

@@ -32,6 +32,12 @@ def quiet() -> bool:
     return not sys.stderr.isatty()
 
 
+def new_tenth(done: int, total: int, said: int) -> int | None:
+    """The tenth of ``total`` that ``done`` reached when it is past the last one said, else None."""
+    tenth = 10 * done // total if total else -1
+    return tenth if tenth > said else None
+
+
 class Bars:
     """A rich ``Progress`` on ``console`` used as a context manager by the classes below; without a
     terminal the bars are off and ``lines`` is set: the classes then print a line at each milestone."""
@@ -117,7 +123,7 @@ class RunProgress(Bars):
             self.line("training: the trained model is in the checkpoint cache")
 
     def on_eval(self, done: int, total: int) -> None:
-        if self.lines and total and (tenth := 10 * done // total) > self.eval_said:
+        if self.lines and (tenth := new_tenth(done, total, self.eval_said)) is not None:
             self.eval_said = tenth
             self.line(f"attack + eval: {done}/{total} samples ({100 * done // total} %)")
         if self.eval_task is None:
@@ -187,6 +193,6 @@ class PrepareProgress(Bars):
     def on_video(self, result: Any) -> None:
         self.bar.advance(self.task)
         self.done += 1
-        if self.lines and self.todo and (tenth := 10 * self.done // self.todo) > self.said:
+        if self.lines and (tenth := new_tenth(self.done, self.todo, self.said)) is not None:
             self.said = tenth
             self.line(f"prepare: {self.done}/{self.todo} videos ({100 * self.done // self.todo} %)")
