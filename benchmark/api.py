@@ -8,10 +8,11 @@ RobustBench's most used entry point is ``benchmark(model, ...)`` on a plain ``nn
 
 ``my_model`` is any ``nn.Module`` that maps RGB images in [0, 1] ([N, 3, H, W]) to two logits [N, 2]
 (index 1 = fake) or to one logit [N] / [N, 1] (> 0 = fake; it is read as the logits (0, z)). Like every
-detector of the suite its decision threshold is fixed at the equal-error-rate point of its clean scores on
-the data set's VALIDATION split (``calibrate=False`` keeps the model's own threshold 0; a detector of the
-suite trained by ``train`` keeps the threshold its training fixed), then it is scored
-clean and under the attack on the test split. The result is the record the CLI writes (docs/records.md) with
+cell of the suite it is scored at its own decision rule, fake when z_fake > z_real (``threshold="margin"``,
+as RobustBench and the attack libraries; a detector of the suite is scored by its raw margin, without the
+threshold its training calibrated), or with the threshold fixed at the equal-error-rate point of its clean
+scores on the data set's VALIDATION split (``threshold="eer"``), clean and under the attack on the test
+split. The result is the record the CLI writes (docs/records.md) with
 its per-sample table; ``results_dir`` also stores it there.
 
 The CLI is a thin layer over ``run``, ``train`` and ``load_detector``.
@@ -19,6 +20,7 @@ The CLI is a thin layer over ``run``, ``train`` and ``load_detector``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -52,11 +54,15 @@ from afsl_bench.execute import (
     trained_model,
 )
 from afsl_bench.plan import (
+    DEFAULT_RULE,
     SAMPLES,
+    THRESHOLD,
+    DecisionRule,
     build_attack,
     check_surrogates,
     component_of,
     load_dataset,
+    parse_decision_rule,
     plan_cell,
     plan_training,
 )
@@ -131,7 +137,7 @@ def evaluate(
     samples: int | None = None,
     name: str | None = None,
     defense: str = "external",
-    calibrate: bool | None = None,
+    threshold: str = DEFAULT_RULE.value,
     seed: int = 0,
     device: str = "auto",
     batch_size: int = 256,
@@ -142,8 +148,8 @@ def evaluate(
 
     ``eps``: the attack's budget (None: the attack's default, 8/255 L-inf for the gradient attacks);
     ``attack_params`` / ``data_params``: any other parameter of the attack or data set by name
-    (``afsl-bench list attacks --params``); ``calibrate``: None fixes the threshold on validation data
-    unless the model is a detector of the suite whose training already did (its ``threshold`` is set);
+    (``afsl-bench list attacks --params``); ``threshold``: the decision rule, ``margin`` or ``eer``
+    (``--set eval.threshold``, afsl_bench.plan.DecisionRule);
     ``samples``: a fixed subset of N test images (the one the CLI's ``--set eval.samples=N`` picks);
     ``name`` / ``defense``: how the model is labelled in the record and tables (default: its class name,
     ``external``); ``results_dir``: also store the record there (and a transfer attack's surrogate
@@ -156,16 +162,16 @@ def evaluate(
     tic = time.perf_counter()
     bundle = subset_test(load_dataset(eval_c), samples)
     timings = {"data_s": time.perf_counter() - tic}
-    calibrate = not _calibrated(model) if calibrate is None else calibrate
-    wrapped = ExternalDetector(model).to(device_)
+    rule = parse_decision_rule(threshold)
+    wrapped = ExternalDetector(_raw_margin(model)).to(device_).eval()
+    with torch.no_grad():  # the output contract checked on two images before any work (and lazy modules built)
+        wrapped(bundle.test.batch(range(min(2, len(bundle.test)))).x.to(device_))
     tic = time.perf_counter()
-    val_metrics = _calibrate(wrapped, bundle, calibrate, batch_size, device_)
+    val_metrics = _calibrate(wrapped, bundle, rule, batch_size, device_)
     timings["calibrate_s"] = time.perf_counter() - tic
-    spec = _external_spec(wrapped, name or type(model).__name__, defense, eval_c, attack_c, calibrate, seed)
-    if samples is not None:
-        spec = dataclasses.replace(
-            spec, eval_data=dataclasses.replace(eval_c, params=eval_c.params | {SAMPLES: samples})
-        )
+    settings = {THRESHOLD: rule.value} | ({SAMPLES: samples} if samples is not None else {})
+    eval_c = dataclasses.replace(eval_c, params=eval_c.params | settings)
+    spec = _external_spec(wrapped, name or type(model).__name__, defense, eval_c, attack_c, rule, seed)
     store = RecordStore(results_dir if results_dir is not None else RunOptions().results_dir)
     if results_dir is not None:
         store.check_writable()  # before the attack runs, not after
@@ -184,7 +190,7 @@ def evaluate(
     trained = TrainResult(wrapped, True, [], 0, val_metrics, 0.0)
     record = make_record(spec, table, trained, bundle, device_, timings)
     record["surrogates"], record["flags"] = used, flags | {"store": []}
-    record["decision"] = {"rule": "eer" if calibrate else "model", "threshold": float(wrapped.threshold)}
+    record["decision"] = {"rule": rule.value, "threshold": float(wrapped.threshold)}
     if results_dir is not None:
         store.write(record, table)
     return CellOutcome(record, cached=False, samples=table)
@@ -213,9 +219,14 @@ class ExternalDetector(nn.Module):
         return fold_threshold(logits, self.threshold)
 
 
-def _calibrated(model: nn.Module) -> bool:
-    """A detector of the suite after training carries its validation threshold (a nonzero buffer)."""
-    return isinstance(model, Detector) and bool(model.threshold != 0)
+def _raw_margin(model: nn.Module) -> nn.Module:
+    """A detector of the suite scored by its raw logit margin: a copy without the threshold its training
+    folded in (the caller's model is left as it is); any other model as it is."""
+    if not isinstance(model, Detector) or not bool(model.threshold != 0):
+        return model
+    raw = copy.deepcopy(model)
+    raw.threshold.zero_()
+    return raw
 
 
 def _attack_component(attack: str, eps: float | None, params: dict[str, Any]) -> Component:
@@ -227,12 +238,14 @@ def _attack_component(attack: str, eps: float | None, params: dict[str, Any]) ->
 
 
 def _calibrate(
-    model: ExternalDetector, bundle: Any, calibrate: bool, batch_size: int, device: torch.device
+    model: ExternalDetector, bundle: Any, rule: DecisionRule, batch_size: int, device: torch.device
 ) -> dict[str, float]:
-    if not calibrate:
+    if rule is DecisionRule.MARGIN:
         return {"threshold": 0.0}
     if len(bundle.val) == 0:
-        raise ConfigError("the data set has no validation split to calibrate on: pass calibrate=False")
+        raise ConfigError(
+            "the data set has no validation split to fix an EER threshold on: pass threshold='margin'"
+        )
     return calibrate_threshold(model, bundle.val, batch_size, device)
 
 
@@ -242,14 +255,15 @@ def _external_spec(
     defense: str,
     eval_c: Component,
     attack_c: Component,
-    calibrate: bool,
+    rule: DecisionRule,
     seed: int,
 ) -> CellSpec:
     """The spec of an external model: named by its class (or ``name``) and identified by a digest of its
     weights, so two models never share a cell id; it was trained elsewhere (``train_data`` ``external``),
     and the calibration of its threshold is the only 'training' the suite did."""
     detector_c = Component(name, {"weights_sha256": weights_digest(model.model)})
-    calibration = {"calibrated_on": f"{eval_c.name} validation split (EER)" if calibrate else None}
+    calibrated = rule is DecisionRule.EER
+    calibration = {"calibrated_on": f"{eval_c.name} validation split (EER)" if calibrated else None}
     training = TrainSpec(
         detector_c, Component(defense), Component("external"), Component("train", calibration), seed
     )

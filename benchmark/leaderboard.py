@@ -26,6 +26,9 @@ import pandas as pd
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
+from afsl_bench.data.synthetic import DATA_VERSION
+from afsl_bench.data.synthetic_cues import FFPP_CUES, HQ_CUES
+from afsl_bench.plan import LEGACY_RULE, THRESHOLD, DecisionRule
 from afsl_bench.store import RecordStore
 from afsl_bench.sweep import Suite
 from afsl_bench.tables import eps_label, pivot, tidy, to_markdown
@@ -41,8 +44,17 @@ RANKING = "autoattack-binary"
 OPTIMIZERS = {"adam": "AdamW", "sgd": "SGD (momentum 0.9, Nesterov)"}
 #: what the data sets of the committed leaderboard are, said next to every table
 DATA_NOTES = {
-    "synthetic": "the embedded procedural face set (rendered faces with planted forgery cues; not real faces)",
-    "synthetic-hq": "the same generator at higher quality (a shifted test distribution; not real faces)",
+    "synthetic": (
+        f"the embedded procedural face set, data version {DATA_VERSION}: each fake is its own real frame "
+        f"forged, with a resampling trace of at least {round(FFPP_CUES.trace[0] * 255)}/255 and a colour shift "
+        f"of at least {round(FFPP_CUES.colour[0] * 255)}/255, so its robust-accuracy ceiling is 100 % up to "
+        "16/255 (docs/data-design.md; not real faces)"
+    ),
+    "synthetic-hq": (
+        f"the same generator at higher quality and weaker cues (trace >= {round(HQ_CUES.trace[0] * 255)}/255, "
+        f"colour >= {round(HQ_CUES.colour[0] * 255)}/255), other identities and methods: a shifted test "
+        "distribution (not real faces)"
+    ),
 }
 
 
@@ -151,6 +163,16 @@ def render(records: list[dict[str, Any]], suite_path: Path | str, plots: dict[st
     return "\n\n".join(p for p in parts if p)
 
 
+def _decision_rules(records: list[dict[str, Any]]) -> str:
+    """How the records decided "fake" (docs/records.md): the model's own margin or the EER threshold."""
+    said = {
+        DecisionRule.MARGIN.value: "the models' own decision rule (logit margin > 0)",
+        DecisionRule.EER.value: "the clean-validation EER threshold (`eval.threshold=eer`)",
+    }
+    rules = sorted({r["spec"]["eval_data"]["params"].get(THRESHOLD, LEGACY_RULE.value) for r in records})
+    return "decided at " + " or ".join(said[r] for r in rules)
+
+
 def is_default_transfer(frame: pd.DataFrame) -> pd.Series:
     return frame["attack"].str.match(r"^transfer [^(]*$")
 
@@ -190,7 +212,8 @@ def settings(records: list[dict[str, Any]], frame: pd.DataFrame, suite_path: Pat
                 "- **Threat model:** L-inf eps 8/255 on [0, 1] RGB unless a column says otherwise, both directions "
                 "attacked (real -> fake and fake -> real); parameters that differ from the defaults are written "
                 "next to the attack's name. Robust accuracy counts a sample correct when its attacked version is "
-                "still classified correctly (the unattacked clean errors count as errors)."
+                "still classified correctly (the unattacked clean errors count as errors); "
+                f"{_decision_rules(records)}."
             ),
             (
                 f"- **Compute:** {compute_s / 60:.0f} min of cell time (training {train_s / 60:.0f} min of it) on "

@@ -41,10 +41,12 @@ CONTENT = "content"
 class DecisionRule(StrEnum):
     """Where a detector's decision "fake" starts, for the metrics and for the attack alike.
 
-    ``eer``: the equal-error-rate threshold of the clean VALIDATION scores, fixed after training and folded
-    into the logits (the default so far). ``margin``: the model's own rule, fake when z_fake > z_real, as
-    RobustBench and the attack libraries evaluate (AFSL's logit adjustment is a training-time term either
-    way). Robust AUC is threshold-free under both.
+    ``margin`` (the default): the model's own rule, fake when z_fake > z_real, as RobustBench and the
+    attack libraries evaluate (AFSL's logit adjustment is a training-time term and is not applied at
+    evaluation). ``eer``: the equal-error-rate threshold of the clean VALIDATION scores, fixed after training
+    and folded into the logits (the default before 2026-12-01; a threshold set below the attack's reach
+    makes every real one perturbation from "fake"). Robust AUC is threshold-free under both. The rule is
+    written into every cell spec; a record whose spec has none is from before the change and used ``eer``.
     """
 
     EER = "eer"
@@ -52,7 +54,9 @@ class DecisionRule(StrEnum):
 
 
 #: the rule of a cell that does not set ``eval.threshold`` (absent from its spec, so ids stay stable)
-DEFAULT_RULE = DecisionRule.EER
+DEFAULT_RULE = DecisionRule.MARGIN
+#: the rule of records whose spec names none (written before the rule entered every spec)
+LEGACY_RULE = DecisionRule.EER
 
 
 def plan_cell(
@@ -73,18 +77,18 @@ def plan_cell(
     eval_params = DATASETS.params_of(eval_name)
     inherited = {k: v for k, v in raw["data"].items() if k in eval_params}  # e.g. resolution, seed
     samples = _test_samples(raw["eval"].pop(SAMPLES, None))
-    rule = _decision_rule(raw["eval"].pop(THRESHOLD, None))
+    rule = parse_decision_rule(raw["eval"].pop(THRESHOLD, None))
     eval_c = _component(DATASETS, "eval", eval_name, inherited | raw["eval"])
-    settings = {SAMPLES: samples, THRESHOLD: None if rule is DEFAULT_RULE else rule.value}
-    settings = {k: v for k, v in settings.items() if v is not None}  # absent unless set: ids stay stable
+    settings = {THRESHOLD: rule.value} | ({SAMPLES: samples} if samples is not None else {})
     return CellSpec(training, attack_c, dataclasses.replace(eval_c, params=eval_c.params | settings))
 
 
 def decision_rule(spec: CellSpec) -> DecisionRule:
-    return DecisionRule(spec.eval_data.params.get(THRESHOLD, DEFAULT_RULE))
+    return DecisionRule(spec.eval_data.params.get(THRESHOLD, LEGACY_RULE))
 
 
-def _decision_rule(text: str | None) -> DecisionRule:
+def parse_decision_rule(text: str | None) -> DecisionRule:
+    """``eval.threshold`` as typed (any case; None: the default) -> the rule, or an error naming the choices."""
     if text is None:
         return DEFAULT_RULE
     try:

@@ -18,6 +18,7 @@ import pandas as pd
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import did_you_mean
 from afsl_bench.core.spec import to_jsonable
+from afsl_bench.plan import DEFAULT_RULE, LEGACY_RULE, THRESHOLD
 from afsl_bench.store import STATUS_OK, RecordStore
 
 #: the tidy columns a table can be pivoted on
@@ -113,9 +114,9 @@ def train_label(spec: dict[str, Any]) -> str:
 
 
 def _rule(spec: dict[str, Any]) -> str:
-    """' (threshold=margin)' for a cell evaluated at another decision rule than the default."""
-    rule = spec["eval_data"]["params"].get("threshold")
-    return f" (threshold={rule})" if rule else ""
+    """' (threshold=eer)' for a cell evaluated at another decision rule than the default (margin)."""
+    rule = spec["eval_data"]["params"].get(THRESHOLD, LEGACY_RULE.value)
+    return "" if rule == DEFAULT_RULE.value else f" (threshold={rule})"
 
 
 def surrogate_label(spec: dict[str, Any]) -> str | None:

@@ -48,14 +48,27 @@ class OneLogit(nn.Module):
 
 def test_evaluate_on_a_trained_detector_gives_the_cli_cell_metrics(cli_cell, trained) -> None:
     # the same weights, data, attack and seed: the numbers equal the CLI's cell; only the identity differs
-    result = afsl_bench.evaluate(
-        trained, "synthetic", "pgd", data_params=DATA_PARAMS, calibrate=False, device="cpu", checks=False
-    )
+    threshold = float(trained.threshold)
+    result = afsl_bench.evaluate(trained, "synthetic", "pgd", data_params=DATA_PARAMS, device="cpu", checks=False)
+    assert float(trained.threshold) == threshold != 0, "the caller's model keeps its calibrated threshold"
+    assert result.record["decision"] == cli_cell.record["decision"] == {"rule": "margin", "threshold": 0.0}
     assert result.record["metrics"] == cli_cell.record["metrics"]
     assert result.record["per_method"] == cli_cell.record["per_method"]
     assert result.record["cell_id"] != cli_cell.record["cell_id"]
     assert result.record["spec"]["detector"]["name"] == "TinyCNN"
     assert result.record["spec"]["train_data"]["name"] == "external"
+
+
+def test_the_eer_rule_fixes_the_threshold_on_validation_data_like_the_cli(results, trained) -> None:
+    cli = afsl_bench.run("tiny-cnn", "none", "pgd", overrides=[*SMALL, "eval.threshold=eer"], results_dir=results,
+                         device="cpu")  # fmt: skip
+    api = afsl_bench.evaluate(trained, "synthetic", "pgd", data_params=DATA_PARAMS, threshold="eer", device="cpu",
+                              checks=False)  # fmt: skip
+    assert api.record["decision"]["rule"] == cli.record["decision"]["rule"] == "eer"
+    assert api.record["decision"]["threshold"] == pytest.approx(cli.record["decision"]["threshold"], abs=1e-5)
+    assert api.record["metrics"]["clean_acc"] == pytest.approx(cli.record["metrics"]["clean_acc"])
+    with pytest.raises(ConfigError, match="eval.threshold=median: choose one of eer, margin"):
+        afsl_bench.evaluate(trained, data_params=DATA_PARAMS, threshold="median")
 
 
 def test_train_loads_the_cached_checkpoint_of_the_cell(results, cli_cell, trained) -> None:

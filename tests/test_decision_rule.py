@@ -1,11 +1,13 @@
-"""The decision rule of the metrics and the attack: the clean-validation EER threshold (the default so far)
-or the model's own margin 0 (``--set eval.threshold=margin``)."""
+"""The decision rule of the metrics and the attack: the model's own margin 0 (the default, as RobustBench
+and the attack libraries) or the clean-validation EER threshold (``--set eval.threshold=eer``)."""
+
+import dataclasses
 
 import pytest
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.execute import RunOptions, run_cell
-from afsl_bench.plan import plan_cell
+from afsl_bench.plan import DecisionRule, decision_rule, plan_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,18 +19,26 @@ def cell(*extra: str):
     return plan_cell("tiny-cnn", "none", "fgsm", "synthetic", overrides=[*SMALL, *extra])
 
 
-def test_the_rule_enters_the_spec_only_when_it_is_not_the_default() -> None:
-    assert cell().cell_id == cell("eval.threshold=eer").cell_id == cell("eval.threshold=EER").cell_id
-    margin = cell("eval.threshold=margin")
-    assert margin.eval_data.params["threshold"] == "margin" and margin.cell_id != cell().cell_id
-    assert margin.training.train_id == cell().training.train_id, "one trained model, two decision rules"
+def test_the_default_rule_is_the_margin_and_every_spec_names_its_rule() -> None:
+    assert cell().eval_data.params["threshold"] == "margin" and decision_rule(cell()) is DecisionRule.MARGIN
+    assert cell().cell_id == cell("eval.threshold=margin").cell_id == cell("eval.threshold=MARGIN").cell_id
+    eer = cell("eval.threshold=eer")
+    assert eer.eval_data.params["threshold"] == "eer" and eer.cell_id != cell().cell_id
+    assert eer.training.train_id == cell().training.train_id, "one trained model, two decision rules"
     with pytest.raises(ConfigError, match="eval.threshold=median: choose one of eer, margin"):
         cell("eval.threshold=median")
 
 
+def test_a_spec_without_a_rule_is_read_as_the_eer_rule_it_was_written_with() -> None:
+    spec = cell()
+    params = {k: v for k, v in spec.eval_data.params.items() if k != "threshold"}
+    legacy = dataclasses.replace(spec, eval_data=dataclasses.replace(spec.eval_data, params=params))
+    assert decision_rule(legacy) is DecisionRule.EER
+
+
 def test_margin_rule_scores_the_raw_margin_of_the_same_model(tmp_path) -> None:
     options = RunOptions(results_dir=tmp_path, device="cpu", checks=False)
-    eer, margin = (run_cell(spec, options) for spec in (cell(), cell("eval.threshold=margin")))
+    eer, margin = (run_cell(spec, options) for spec in (cell("eval.threshold=eer"), cell()))
     threshold = eer.record["training"]["val_metrics"]["threshold"]
     assert eer.record["decision"] == {"rule": "eer", "threshold": pytest.approx(threshold)}
     assert margin.record["decision"] == {"rule": "margin", "threshold": 0.0}

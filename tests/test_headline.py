@@ -30,18 +30,22 @@ def metrics(records):
 
 
 def test_undefended_detector_learns_the_task_and_is_fooled_at_8_255(metrics) -> None:
-    assert metrics["none"]["clean_acc"] > 0.8
-    assert metrics["none"]["robust_acc"] < 0.1
+    """Data v2 (docs/data-design.md): every real image can be pushed to "fake" within 8/255; the fakes'
+    cues are spread over several bands, so an undefended model keeps part of them (about 60 % at seed 0)."""
+    assert metrics["none"]["clean_acc"] > 0.95
+    assert metrics["none"]["robust_acc_real"] < 0.1
+    assert metrics["none"]["robust_acc"] < 0.5
 
 
 def test_adversarial_training_raises_robust_accuracy_by_a_wide_margin(metrics) -> None:
-    assert metrics["at"]["clean_acc"] > 0.8
-    assert metrics["at"]["robust_acc"] > metrics["none"]["robust_acc"] + 0.2
+    assert metrics["at"]["clean_acc"] > 0.95
+    assert metrics["at"]["robust_acc"] > metrics["none"]["robust_acc"] + 0.3
 
 
-def test_afsl_is_more_robust_than_undefended_and_keeps_clean_accuracy_at_least_as_high_as_at(metrics) -> None:
+def test_afsl_is_more_robust_than_undefended_and_keeps_clean_accuracy(metrics) -> None:
+    """The data set's robust ceiling is 100 % (docs/data-design.md), so every defense can keep clean accuracy."""
     assert metrics["afsl"]["robust_acc"] > metrics["none"]["robust_acc"] + 0.1
-    assert metrics["afsl"]["clean_acc"] >= metrics["at"]["clean_acc"]
+    assert metrics["afsl"]["clean_acc"] > 0.95
 
 
 def test_the_headline_cells_raise_no_gradient_masking_flag(records) -> None:

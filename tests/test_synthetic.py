@@ -1,4 +1,5 @@
-"""The embedded synthetic data sets: determinism, splits, labels, forgeries, JPEG, clips, parameter errors."""
+"""The embedded synthetic data sets (data version 2): determinism, splits, pairs, the cues' lower bound,
+labels, forgeries, JPEG, clips, parameter errors."""
 
 from __future__ import annotations
 
@@ -12,17 +13,39 @@ from torchvision.io import decode_jpeg, encode_jpeg
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.params import typed_params
 from afsl_bench.data import DATASETS
-from afsl_bench.data.synthetic import SPLITS, SyntheticConfig, _check, generate, sensor_noise
+from afsl_bench.data.synthetic import (
+    DATA_VERSION,
+    SPLITS,
+    SyntheticConfig,
+    _check,
+    generate,
+    generate_pairs,
+    sensor_noise,
+)
+from afsl_bench.data.synthetic_cues import (
+    FFPP_CUES,
+    HQ_CUES,
+    PERIODS,
+    Cues,
+    camera,
+    colour_mismatch,
+    square_wave,
+)
 from afsl_bench.data.synthetic_faces import landmark_mask, render, sample_identities, sample_views, take
 from afsl_bench.data.synthetic_fakes import FFPP_STYLE, HQ_STYLE, METHODS, FakeInputs
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
-SMALL = dict(n_identities=10, images_per_identity=4, resolution=32)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
+SMALL = {"n_identities": 10, "images_per_identity": 4, "resolution": 32}
 
 
-def small_config(**overrides) -> SyntheticConfig:
-    params = dict(SMALL, methods=tuple(METHODS), jpeg_quality=None, clip_frames=0, seed=0) | overrides
-    return _check("synthetic", FFPP_STYLE, params)
+def small_config(name: str = "synthetic", **overrides) -> SyntheticConfig:
+    style, cues = {"synthetic": (FFPP_STYLE, FFPP_CUES), "synthetic-hq": (HQ_STYLE, HQ_CUES)}[name]
+    methods = DATASETS.params_of(name)["methods"].default
+    params = dict(SMALL, methods=methods, jpeg_quality=None, clip_frames=0, seed=0) | overrides
+    return _check(name, style, cues, params)
 
 
 def fresh(**overrides):
@@ -90,8 +113,12 @@ def captured_scenes(n: int = 8, res: int = 64):
 
 # where each forgery may act: (landmark region, how much it may grow by the feathered edge)
 ALLOWED = {
-    "deepfakes": ("inner", 1.3), "faceswap": ("inner", 1.3), "face2face": ("face", 1.1),
-    "neuraltextures": ("mouth", 1.4), "gan-upsample": ("face", 1.15), "sbi": ("face", 1.2),
+    "deepfakes": ("inner", 1.3),
+    "faceswap": ("inner", 1.3),
+    "face2face": ("face", 1.1),
+    "neuraltextures": ("mouth", 1.4),
+    "gan-upsample": ("face", 1.15),
+    "sbi": ("face", 1.2),
 }
 
 
@@ -115,8 +142,10 @@ def test_blend_parameters_are_per_clip_and_flicker_only_between_frames():
     assert torch.equal(steady, steady[:, :1].expand(3, 4)) and steady[:, 0].unique().numel() == 3
     assert (clip.draw(0.0, 1.0, flicker=0.5).view(3, 4).std(dim=1) > 0).all()
     still = FakeInputs(image, {}, FFPP_STYLE, torch.Generator().manual_seed(0))
-    assert torch.equal(still.draw(0.0, 1.0, flicker=0.5), FakeInputs(
-        image, {}, FFPP_STYLE, torch.Generator().manual_seed(0)).draw(0.0, 1.0))
+    assert torch.equal(
+        still.draw(0.0, 1.0, flicker=0.5),
+        FakeInputs(image, {}, FFPP_STYLE, torch.Generator().manual_seed(0)).draw(0.0, 1.0),
+    )
 
 
 def test_jpeg_quality_is_a_torchvision_round_trip_of_the_uncompressed_images():
@@ -149,7 +178,8 @@ def test_clip_mode_gives_smooth_videos_with_one_id_each():
         ({"resolution": 16}, "resolution=16 is out of range; valid: 32 to 512"),
         ({"jpeg_quality": 0}, "jpeg_quality=0 .* valid: 1 to 100"),
         ({"n_identities": 4}, "n_identities=4 .* valid: >= 10"),
-        ({"images_per_identity": 1}, "images_per_identity=1 .* valid: >= 2"),
+        ({"images_per_identity": 1}, "images_per_identity=1 .* valid: an even number >= 2"),
+        ({"images_per_identity": 3}, "images_per_identity=3 .* valid: an even number >= 2"),
         ({"clip_frames": 1}, "clip_frames=1 .* valid: 0 .* or >= 2"),
     ],
 )
@@ -186,21 +216,82 @@ def test_synthetic_hq_is_a_different_cleaner_data_set():
     assert grain_kept(HQ_STYLE, scene, donor, image) > 0.5
 
 
-def _checker_energy(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute response to the period-2 checkerboard (a 2x2 [[1,-1],[-1,1]] filter), per image."""
-    kernel = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2).repeat(3, 1, 1, 1) / 4
-    return F.conv2d(x, kernel, stride=2, groups=3).abs().mean(dim=(1, 2, 3))
+@pytest.mark.parametrize("name", ["synthetic", "synthetic-hq"])
+def test_every_fake_is_beyond_the_stated_bound_from_its_real_inside_the_region_it_changed(name) -> None:
+    cfg = small_config(name, n_identities=12, images_per_identity=6, resolution=48)
+    pairs = generate_pairs(cfg)
+    gap = (pairs.fakes.int() - pairs.reals.int()).abs().amax(dim=1, keepdim=True)
+    inside = torch.where(pairs.cue_region, gap, torch.zeros_like(gap)).flatten(1).amax(dim=1)
+    bound = round(255 * cfg.cues.trace[0]) - 1  # the trace's lower bound, less one level of 8-bit rounding
+    assert len(inside) == 12 * 3 and (inside >= bound).all(), (bound, inside.min())
+    assert bound > 2 * 8, "every fake is more than 2 x 8/255 from its real where the cues were applied"
 
 
-def test_generator_crop_trace_is_strong_in_ffpp_fakes_and_weaker_in_hq():
-    # the up-sampling trace is the cue that survives an 8/255 attacker: FF++-like fakes must carry it
-    # above 2 x 8/255 often enough, reals never, and the cleaner synthetic-hq fakes much more weakly
-    def energy_by_label(name):
-        test = DATASETS.build(name, n_identities=20, images_per_identity=6, resolution=64).test
-        energy = _checker_energy(test.images.float() / 255)
-        return energy[test.labels == 0].mean(), energy[test.labels == 1].mean()
+def test_a_view_gives_one_real_and_its_forgery_and_splits_share_no_identity() -> None:
+    bundle = DATASETS.build("synthetic", n_identities=12, images_per_identity=6, resolution=48)
+    seen = {}
+    for split in ("train", "val", "test"):
+        part = bundle.split(split)
+        assert part.labels.tolist() == [0, 1] * (len(part) // 2)
+        stems = [s.rsplit("-", 1)[0] for s in part.sample_ids]
+        assert stems[0::2] == stems[1::2], "reals and fakes alternate, one pair per view"
+        assert set(part.methods[0::2]) == {"real"} and "real" not in part.methods[1::2]
+        seen[split] = {s.split("-id")[1].split("-")[0] for s in stems}
+    assert not (seen["train"] & seen["val"] or seen["train"] & seen["test"] or seen["val"] & seen["test"])
+    assert bundle.info["data_version"] == 2
 
-    real, fake = energy_by_label("synthetic")
-    hq_real, hq_fake = energy_by_label("synthetic-hq")
-    assert fake > 2 * real and fake > 4 / 255
-    assert hq_fake - hq_real < (fake - real) / 2
+
+def test_square_waves_have_the_stated_periods_and_phases() -> None:
+    waves = square_wave(64, 24, torch.Generator().manual_seed(0))
+    assert set(waves.unique().tolist()) == {-1.0, 1.0}
+    for wave in waves[:, 0]:
+        period = next(
+            p for p in PERIODS if torch.equal(wave, wave.roll(p, 0)) and torch.equal(wave, wave.roll(p, 1))
+        )
+        assert period in PERIODS and not torch.equal(wave, wave.roll(1, 0))
+
+
+def test_camera_and_colour_cues_have_the_drawn_amplitudes() -> None:
+    img = torch.full((4, 3, 16, 16), 0.5)
+    fixed = Cues(trace=(0.1, 0.1), colour=(0.1, 0.1), camera_trace=(6 / 255, 6 / 255), sharpen=(0.0, 0.0))
+    out = camera(img, fixed, torch.Generator().manual_seed(0))
+    assert (out - img).abs().flatten(1).amax(1) == pytest.approx(torch.full((4,), 6 / 255))
+    identities = sample_identities(4, torch.Generator().manual_seed(0))
+    scene = sample_views(identities, torch.arange(4), torch.Generator().manual_seed(1), (0.0, 0.0))
+    shifted = colour_mismatch(img, scene, fixed, torch.Generator().manual_seed(2))
+    assert (shifted - img).abs().flatten(1).amax(1) == pytest.approx(torch.full((4,), 0.1), abs=1e-6)
+
+
+def test_clips_pair_each_real_clip_with_its_forgery_and_keep_the_bound_on_every_frame() -> None:
+    cfg = small_config(clip_frames=3)
+    pairs = generate_pairs(cfg)
+    assert len(pairs.reals) == len(pairs.identity) * 3
+    gap = (pairs.fakes.int() - pairs.reals.int()).abs().amax(dim=1, keepdim=True)
+    inside = torch.where(pairs.cue_region, gap, torch.zeros_like(gap)).flatten(1).amax(dim=1)
+    assert (inside >= round(255 * cfg.cues.trace[0]) - 1).all()
+    # one camera and one set of cues per clip: the trace's sign pattern is the same on every frame
+    wave = square_wave(6, 8, torch.Generator().manual_seed(0), frames=3)
+    assert torch.equal(wave[0], wave[2]) and torch.equal(wave[3], wave[5])
+
+
+#: summaries of a small generated set (reals' mean, fakes' mean, mean |fake - real|, fakes' high-frequency
+#: energy; 8-bit levels), pinned at data version 2
+FINGERPRINT = {
+    "synthetic": (114.943, 115.565, 11.636, 17.885),
+    "synthetic-hq": (104.781, 104.863, 7.663, 13.539),
+}
+
+
+@pytest.mark.parametrize("name", ["synthetic", "synthetic-hq"])
+def test_the_generated_data_is_what_its_data_version_says(name) -> None:
+    """Records of one data version must never mix with another's: a change to the generator's output fails
+    here until DATA_VERSION in afsl_bench/data/synthetic.py is bumped and this fingerprint updated (the
+    tolerance absorbs last-bit differences of float math between CPUs, not a changed generator)."""
+    assert DATA_VERSION == 2 and DATASETS.get("synthetic").version == DATA_VERSION
+    pairs = generate_pairs(small_config(name))
+    reals, fakes = pairs.reals.double(), pairs.fakes.double()
+    high = (fakes - F.avg_pool2d(fakes, 3, 1, 1, count_include_pad=False)).abs().mean()
+    measured = [float(x) for x in (reals.mean(), fakes.mean(), (fakes - reals).abs().mean(), high)]
+    assert measured == pytest.approx(FINGERPRINT[name], abs=0.02), (
+        f"{name}'s generated images changed ({measured}): bump DATA_VERSION and update FINGERPRINT"
+    )

@@ -1,6 +1,6 @@
 """DATASETS registry: each entry is a factory ``(**params) -> DataBundle``."""
 
-from afsl_bench.data import celebdf, dfdc, ffpp, folder, synthetic, synthetic_v2  # noqa: F401  (registration)
+from afsl_bench.data import celebdf, dfdc, ffpp, folder, synthetic  # noqa: F401  (registration)
 from afsl_bench.data.base import DATASETS
 
 __all__ = ["DATASETS"]

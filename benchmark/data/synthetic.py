@@ -1,18 +1,25 @@
-"""The embedded data sets ``synthetic`` and ``synthetic-hq``: procedural faces and their forgeries.
+"""The embedded data sets ``synthetic`` and ``synthetic-hq`` (data version 2): procedural faces, each fake a
+forgery of its own real frame carrying bounded cues.
 
 No download, deterministic by seed, generated in a few seconds on a CPU. Identities are split between
-train / val / test (about 60/20/20, no identity in two splits, donors of swapped faces from the same split,
-as FF++ pairs its videos); each identity has ``images_per_identity`` views, half real, half forged with
-the ``methods`` in turn. Pipeline per view: render -> camera noise -> forgery (fakes only) -> uint8 -> JPEG.
+train / val / test (about 60/20/20, no identity in two splits, donors of swapped faces from the same split).
+Per identity, ``images_per_identity / 2`` views are captured (render -> camera noise -> the camera's
+sharpening and resampling, ``synthetic_cues.camera``); each view gives one real sample (the capture) and
+one fake (the capture forged by one of ``methods``, then marked with the two bounded cues of
+``synthetic_cues``), as FaceForensics++ pairs each manipulated video with its original. Why the cues and
+their amplitudes are what they are, and the robust ceiling they give: ``docs/data-design.md``.
 
 ``synthetic`` mirrors FaceForensics++ (four 2019-era methods with visible traces); ``synthetic-hq`` mirrors
-Celeb-DF (cleaner blends, a different method mix, other identities): train on the first, test on the second
-for a cross-data-set score. Results of a call are cached per process: treat the returned tensors as
-read-only.
+Celeb-DF (cleaner blends, weaker cues, a different method mix, other identities): train on the first, test
+on the second for a cross-data-set score. Results of a call are cached per process: treat the returned
+tensors as read-only. Data version 1 (fakes and reals from different views, one planted checkerboard as the
+only robust cue) was replaced on 2026-12-01; the factories' ``version`` puts the data version in every
+cell spec, so records of the two are never mixed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -21,6 +28,7 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -32,23 +40,32 @@ from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import did_you_mean
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.data.base import DATASETS
-from afsl_bench.data.synthetic_faces import Params, render, sample_identities, sample_views, take
-from afsl_bench.data.synthetic_fakes import (
-    FFPP_STYLE,
-    HQ_STYLE,
-    METHODS,
-    NEEDS_DONOR,
-    TRACED,
-    FakeInputs,
-    Style,
-    crop_trace,
+from afsl_bench.data.synthetic_cues import (
+    FFPP_CUES,
+    HQ_CUES,
+    Cues,
+    camera,
+    colour_mismatch,
+    face_box,
+    resampling_trace,
 )
+from afsl_bench.data.synthetic_faces import (
+    Params,
+    landmark_mask,
+    render,
+    sample_identities,
+    sample_views,
+    take,
+)
+from afsl_bench.data.synthetic_fakes import FFPP_STYLE, HQ_STYLE, METHODS, NEEDS_DONOR, FakeInputs, Style
 
 log = logging.getLogger(__name__)
 
 FFPP_METHODS = ("deepfakes", "face2face", "faceswap", "neuraltextures")
 HQ_METHODS = ("deepfakes", "gan-upsample", "sbi")
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 512
+#: version 2 (2026-12-01): paired fakes with bounded cues; version 1 had one planted checkerboard
+DATA_VERSION = 2
 MIN_IDENTITIES = 10  # each split then holds >= 2 identities, so a swap always has a donor
 SPLITS = ("train", "val", "test")
 #: pixels generated together (256 frames at 64x64): bounds memory and fixes each chunk's random stream
@@ -63,6 +80,7 @@ class SyntheticConfig:
 
     name: str
     style: Style
+    cues: Cues
     n_identities: int
     images_per_identity: int
     resolution: int
@@ -76,23 +94,29 @@ class SyntheticConfig:
         return max(self.clip_frames, 1)
 
     @property
+    def views(self) -> int:
+        """Views per identity: each gives one real and its forgery."""
+        return self.images_per_identity // 2
+
+    @property
     def chunk(self) -> int:
-        """Samples generated together."""
+        """Views generated together."""
         return max(1, _CHUNK_PIXELS // (self.frames * self.resolution**2))
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Who each sample is: identity, view number, split, label, method, donor and scene (drawn up front)."""
+class Pairs:
+    """A generated set before it is split: reals[i] and fakes[i] are one view's frame (frames of a clip are
+    consecutive rows); ``cue_region`` marks where the fake's bounded cues were applied (the face crop and
+    the inner face); a method's own edit (a warp, a blend) may reach a little beyond it."""
 
-    identity: Tensor
+    reals: Tensor  # uint8 [V*T,3,H,W]
+    fakes: Tensor
+    cue_region: Tensor  # bool [V*T,1,H,W]
+    identity: Tensor  # per view [V]
     view: Tensor
     split: Tensor
-    label: Tensor
     method: list[str]
-    donor: Tensor  # donor identity for forged samples, -1 for real ones
-    identities: Params
-    scene: Params  # per frame: [samples * frames]
 
 
 def _check_methods(name: str, methods: tuple[str, ...] | str) -> tuple[str, ...]:
@@ -107,7 +131,7 @@ def _check_methods(name: str, methods: tuple[str, ...] | str) -> tuple[str, ...]
     return methods
 
 
-def _check(name: str, style: Style, params: dict) -> SyntheticConfig:
+def _check(name: str, style: Style, cues: Cues, params: dict) -> SyntheticConfig:
     """Validate user parameters; every error names the valid values."""
     p = dict(params, methods=_check_methods(name, params["methods"]))
     rules = {
@@ -117,13 +141,16 @@ def _check(name: str, style: Style, params: dict) -> SyntheticConfig:
         ),
         "jpeg_quality": (p["jpeg_quality"] is None or 1 <= p["jpeg_quality"] <= 100, "1 to 100, or none"),
         "n_identities": (p["n_identities"] >= MIN_IDENTITIES, f">= {MIN_IDENTITIES} (2 per split for swaps)"),
-        "images_per_identity": (p["images_per_identity"] >= 2, ">= 2 (one real, one fake)"),
+        "images_per_identity": (
+            p["images_per_identity"] >= 2 and p["images_per_identity"] % 2 == 0,
+            "an even number >= 2 (each view gives one real and its forgery)",
+        ),
         "clip_frames": (p["clip_frames"] == 0 or p["clip_frames"] >= 2, "0 (still images) or >= 2 (clips)"),
     }
     for key, (ok, valid) in rules.items():
         if not ok:
             raise ConfigError(f"{name}: {key}={p[key]} is out of range; valid: {valid}")
-    return SyntheticConfig(name=name, style=style, **p)
+    return SyntheticConfig(name=name, style=style, cues=cues, **p)
 
 
 def _split_of_identity(n: int, g: torch.Generator) -> Tensor:
@@ -136,24 +163,18 @@ def _split_of_identity(n: int, g: torch.Generator) -> Tensor:
     return split
 
 
-def _assign_fakes(
-    cfg: SyntheticConfig,
-    plan_split: Tensor,
-    identity: Tensor,
-    label: Tensor,
-    id_split: Tensor,
-    g: torch.Generator,
-) -> tuple[list[str], Tensor]:
-    """Methods in equal shares within each split; each fake gets a donor from its own split."""
-    method, donor = ["real"] * len(label), torch.full_like(label, -1)
-    for split in range(len(SPLITS)):
-        fakes = torch.nonzero((plan_split == split) & (label == 1)).flatten()
-        fakes = fakes[torch.randperm(len(fakes), generator=g)]
-        for j, i in enumerate(fakes.tolist()):
+def _methods_and_donors(cfg: SyntheticConfig, identity: Tensor, id_split: Tensor, g: torch.Generator):
+    """Methods in equal shares within each split (shuffled); a donor of the same split for each view."""
+    split = id_split[identity]
+    method, donor = [""] * len(identity), torch.full_like(identity, -1)
+    for k in range(len(SPLITS)):
+        views = torch.nonzero(split == k).flatten()
+        views = views[torch.randperm(len(views), generator=g)]
+        for j, i in enumerate(views.tolist()):
             method[i] = cfg.methods[j % len(cfg.methods)]
-        members = torch.nonzero(id_split == split).flatten()
-        offset = torch.randint(1, len(members), (len(fakes),), generator=g)
-        donor[fakes] = members[(torch.searchsorted(members, identity[fakes]) + offset) % len(members)]
+        members = torch.nonzero(id_split == k).flatten()
+        offset = torch.randint(1, len(members), (len(views),), generator=g)
+        donor[views] = members[(torch.searchsorted(members, identity[views]) + offset) % len(members)]
     return method, donor
 
 
@@ -172,33 +193,20 @@ def animate(scene: Params, frames: int, g: torch.Generator) -> Params:
     return out
 
 
-def _plan(cfg: SyntheticConfig, g: torch.Generator) -> _Plan:
-    identities = sample_identities(cfg.n_identities, g)
-    id_split = _split_of_identity(cfg.n_identities, g)
-    identity = torch.arange(cfg.n_identities).repeat_interleave(cfg.images_per_identity)
-    view = torch.arange(cfg.images_per_identity).repeat(cfg.n_identities)
-    label = (identity + view) % 2  # alternate, so identities and splits are balanced real / fake
-    method, donor = _assign_fakes(cfg, id_split[identity], identity, label, id_split, g)
-    scene = sample_views(identities, identity, g, cfg.style.camera_noise)
-    if cfg.clip_frames:
-        scene = animate(scene, cfg.clip_frames, g)
-    return _Plan(identity, view, id_split[identity], label, method, donor, identities, scene)
-
-
-def _forge(cfg: SyntheticConfig, plan: _Plan, frames: Tensor, samples: range, g: torch.Generator) -> Tensor:
-    """Replace the fakes' frames in ``frames`` (of the chunk ``samples``) by forgeries, method by method."""
-    t = cfg.frames
-    for name in sorted({plan.method[i] for i in samples} - {"real"}):
-        picked = torch.tensor([i for i in samples if plan.method[i] == name])
-        rows = ((picked - samples.start)[:, None] * t + torch.arange(t)).flatten()  # rows in this chunk
-        scene = take(plan.scene, (picked[:, None] * t + torch.arange(t)).flatten())
-        donor = None
-        if name in NEEDS_DONOR:
-            donor = {**scene, **take(plan.identities, plan.donor[picked].repeat_interleave(t))}
-        inputs = FakeInputs(frames[rows], scene, cfg.style, g, donor, t)
-        forged = METHODS[name](inputs)
-        frames[rows] = crop_trace(inputs, forged) if name in TRACED else forged
-    return frames
+def _forge(cfg: SyntheticConfig, frames: Tensor, scene: Params, identities: Params, method: list[str],
+           donor: Tensor, g: torch.Generator) -> Tensor:  # fmt: skip
+    """The chunk's views forged, method by method, then marked with the two bounded cues (per clip)."""
+    t, out = cfg.frames, frames.clone()
+    for name in sorted(set(method)):
+        views = torch.tensor([i for i, m in enumerate(method) if m == name])
+        rows = (views[:, None] * t + torch.arange(t)).flatten()
+        part = take(scene, rows)
+        donor_scene = (
+            {**part, **take(identities, donor[views].repeat_interleave(t))} if name in NEEDS_DONOR else None
+        )
+        out[rows] = METHODS[name](FakeInputs(frames[rows], part, cfg.style, g, donor_scene, t))
+    out = resampling_trace(out, scene, cfg.cues, g, t)
+    return colour_mismatch(out, scene, cfg.cues, g, t)
 
 
 def sensor_noise(img: Tensor, sigma: Tensor, g: torch.Generator) -> Tensor:
@@ -219,39 +227,78 @@ def jpeg(img: Tensor, quality: int) -> Tensor:
         return torch.stack(decode_jpeg(encode_jpeg(list(img.cpu()), quality=quality))).to(img.device)
 
 
-def _chunk(cfg: SyntheticConfig, plan: _Plan, samples: range, g: torch.Generator) -> Tensor:
-    t = cfg.frames
-    scene = take(plan.scene, slice(samples.start * t, samples.stop * t))
-    frames = sensor_noise(render(scene, cfg.resolution), scene["noise"], g)
-    out = to_uint8(_forge(cfg, plan, frames, samples, g))
-    return jpeg(out, cfg.jpeg_quality) if cfg.jpeg_quality is not None else out
+def _to_uint8(img: Tensor, quality: int | None) -> Tensor:
+    out = to_uint8(img)
+    return jpeg(out, quality) if quality is not None else out
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def _one_thread() -> Iterator[int]:
     """Generation is thousands of small element-wise ops; an OpenMP fork/join per op costs more than it
-    saves (about 8 ms per op when other processes share the cores), so generate on one thread."""
+    saves (about 8 ms per op when other processes share the cores), so each op runs on one thread and the
+    independent chunks run side by side instead, one per thread torch was allowed (yielded)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        yield before
     finally:
         torch.set_num_threads(before)
 
 
-def _split(cfg: SyntheticConfig, plan: _Plan, images: Tensor, which: int) -> Split:
-    idx = torch.nonzero(plan.split == which).flatten()
-    ids = [
-        f"{cfg.name}-s{cfg.seed}-id{i:04d}-v{v:03d}"
-        for i, v in zip(plan.identity[idx].tolist(), plan.view[idx].tolist())
-    ]
-    return Split(images[idx], plan.label[idx].clone(), ids, list(ids), [plan.method[i] for i in idx.tolist()])
+def generate_pairs(cfg: SyntheticConfig) -> Pairs:
+    """All views of the set, real and forged (see the module docstring)."""
+    base = zlib.crc32(f"{cfg.name}:v2:{cfg.seed}".encode())  # other identities per name, stable across runs
+    g = torch.Generator().manual_seed(base)
+    identities = sample_identities(cfg.n_identities, g)
+    id_split = _split_of_identity(cfg.n_identities, g)
+    identity = torch.arange(cfg.n_identities).repeat_interleave(cfg.views)
+    view = torch.arange(cfg.views).repeat(cfg.n_identities)
+    method, donor = _methods_and_donors(cfg, identity, id_split, g)
+    scene = sample_views(identities, identity, g, cfg.style.camera_noise)
+    t = cfg.frames
+    if cfg.clip_frames:
+        scene = animate(scene, t, g)
+    def chunk(k: int, start: int) -> tuple[Tensor, Tensor, Tensor]:  # chunks are independent: own stream
+        views = torch.arange(start, min(start + cfg.chunk, len(identity)))
+        gk = torch.Generator().manual_seed(base + k + 1)
+        part = take(scene, slice(start * t, (views[-1].item() + 1) * t))
+        frames = camera(sensor_noise(render(part, cfg.resolution), part["noise"], gk), cfg.cues, gk, t)
+        forged = _forge(cfg, frames, part, identities, [method[i] for i in views], donor[views], gk)
+        inner = landmark_mask(part, cfg.resolution, "inner", 1.0, 1.0) > 0.01
+        region = (face_box(part, cfg.resolution) > 0) | inner
+        return _to_uint8(frames, cfg.jpeg_quality), _to_uint8(forged, cfg.jpeg_quality), region
+
+    starts = range(0, len(identity), cfg.chunk)
+    with _one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
+        reals, fakes, region = zip(*pool.map(chunk, range(len(starts)), starts), strict=True)
+    return Pairs(
+        torch.cat(reals), torch.cat(fakes), torch.cat(region), identity, view, id_split[identity], method
+    )
 
 
-def _info(cfg: SyntheticConfig, bundle: DataBundle, plan: _Plan) -> dict:
-    counts = {name: dict(sorted(Counter(bundle.split(name).methods).items())) for name in SPLITS}
-    identities = {name: sorted(set(plan.identity[plan.split == k].tolist())) for k, name in enumerate(SPLITS)}
+def to_bundle(cfg: SyntheticConfig, pairs: Pairs) -> DataBundle:
+    """Interleave each view's real and fake into the train / val / test splits (clips as [N,T,3,H,W])."""
+    shape = (len(pairs.identity), cfg.clip_frames, *pairs.reals.shape[1:]) if cfg.clip_frames else None
+    reals, fakes = (x.view(shape) if shape else x for x in (pairs.reals, pairs.fakes))
+    splits = []
+    for k in range(len(SPLITS)):
+        idx = torch.nonzero(pairs.split == k).flatten()
+        images = torch.stack([reals[idx], fakes[idx]], dim=1).flatten(0, 1)
+        labels = torch.tensor([0, 1]).repeat(len(idx))
+        stem = [f"{cfg.name}-s{cfg.seed}-id{i:04d}-v{v:03d}" for i, v in
+                zip(pairs.identity[idx].tolist(), pairs.view[idx].tolist(), strict=True)]  # fmt: skip
+        ids = [f"{s}-{kind}" for s in stem for kind in ("real", "fake")]
+        methods = [m for i in idx.tolist() for m in ("real", pairs.method[i])]
+        splits.append(Split(images, labels, ids, list(ids), methods))
+    return DataBundle(cfg.name, *splits)
+
+
+def _info(cfg: SyntheticConfig, bundle: DataBundle, pairs: Pairs) -> dict:
+    identities = {
+        name: sorted(set(pairs.identity[pairs.split == k].tolist())) for k, name in enumerate(SPLITS)
+    }
     return {
+        "data_version": DATA_VERSION,
         "resolution": cfg.resolution,
         "methods": list(cfg.methods),
         "seed": cfg.seed,
@@ -259,7 +306,8 @@ def _info(cfg: SyntheticConfig, bundle: DataBundle, plan: _Plan) -> dict:
         "images_per_identity": cfg.images_per_identity,
         "jpeg_quality": cfg.jpeg_quality,
         "clip_frames": cfg.clip_frames,
-        "counts": counts,
+        "cues": dataclasses.asdict(cfg.cues),
+        "counts": {name: dict(sorted(Counter(bundle.split(name).methods).items())) for name in SPLITS},
         "identities": identities,
     }
 
@@ -268,20 +316,12 @@ def _info(cfg: SyntheticConfig, bundle: DataBundle, plan: _Plan) -> dict:
 def generate(cfg: SyntheticConfig) -> DataBundle:
     """Build (or fetch from this process's cache) the data set ``cfg`` describes."""
     start = time.perf_counter()
-    base = zlib.crc32(f"{cfg.name}:{cfg.seed}".encode())  # other identities per name, stable across runs
-    with _one_thread():
-        plan = _plan(cfg, torch.Generator().manual_seed(base))
-        n = len(plan.label)
-        chunks = [
-            _chunk(cfg, plan, range(s, min(s + cfg.chunk, n)), torch.Generator().manual_seed(base + k + 1))
-            for k, s in enumerate(range(0, n, cfg.chunk))
-        ]
-    images = torch.cat(chunks)
-    if cfg.clip_frames:
-        images = images.view(n, cfg.clip_frames, *images.shape[1:])
-    bundle = DataBundle(cfg.name, *(_split(cfg, plan, images, k) for k in range(len(SPLITS))))
-    bundle.info = _info(cfg, bundle, plan)
-    log.info("generated %s (%d samples) in %.2f s", cfg.name, n, time.perf_counter() - start)
+    pairs = generate_pairs(cfg)
+    bundle = to_bundle(cfg, pairs)
+    bundle.info = _info(cfg, bundle, pairs)
+    log.info(
+        "generated %s (%d samples) in %.2f s", cfg.name, 2 * len(pairs.identity), time.perf_counter() - start
+    )
     return bundle
 
 
@@ -297,14 +337,16 @@ def synthetic(
 ) -> DataBundle:
     """Embedded synthetic faces with FaceForensics++-like forgeries: no download, deterministic by seed.
 
-    Mirrors FaceForensics++ (Rossler et al., ICCV 2019, https://arxiv.org/abs/1901.08971).
+    Mirrors FaceForensics++ (Rossler et al., ICCV 2019, https://arxiv.org/abs/1901.08971): each view of an
+    identity gives one real and its own forgery, which carries a resampling trace and a colour mismatch of
+    bounded amplitude (``synthetic_cues.FFPP_CUES``; docs/data-design.md).
 
-    n_identities: people (split 60/20/20 by identity); images_per_identity: views (clips) per person, half
-    real, half forged; resolution: image side in pixels; methods: forgery families, from deepfakes,
+    n_identities: people (split 60/20/20 by identity); images_per_identity: samples (clips) per person, an
+    even number: half real, each with its forgery; resolution: image side in pixels; methods: forgery families, from deepfakes,
     faceswap, face2face, neuraltextures, gan-upsample, sbi; jpeg_quality: 1-100, None for no compression;
     clip_frames: 0 for images [N,3,H,W], T >= 2 for clips [N,T,3,H,W] (cost grows with T); seed: all draws.
     """
-    return generate(_check("synthetic", FFPP_STYLE, locals()))
+    return generate(_check("synthetic", FFPP_STYLE, FFPP_CUES, locals()))
 
 
 @DATASETS.register("synthetic-hq")
@@ -320,7 +362,11 @@ def synthetic_hq(
     """Embedded synthetic faces with cleaner forgeries: the unseen cross-data-set target for ``synthetic``.
 
     Mirrors Celeb-DF (Li et al., CVPR 2020, https://arxiv.org/abs/1909.12962) against FF++: softer blend
-    masks, better colour and grain matching, less flicker and camera noise, other identities and a
-    different method mix. Parameters as for ``synthetic``.
+    masks, better colour and grain matching, less flicker and camera noise, weaker cues (still above
+    2 x 8/255 where they change the face, ``synthetic_cues.HQ_CUES``), other identities and a different
+    method mix. Parameters as for ``synthetic``.
     """
-    return generate(_check("synthetic-hq", HQ_STYLE, locals()))
+    return generate(_check("synthetic-hq", HQ_STYLE, HQ_CUES, locals()))
+
+
+synthetic.version = synthetic_hq.version = DATA_VERSION  # in every cell spec (afsl_bench.plan)

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from afsl_bench.data.synthetic_cues import face_box
 from afsl_bench.data.synthetic_faces import Canvas, Params, landmark_mask, render
 
 
@@ -35,15 +34,12 @@ class Style:
     artifact: float  # scale of method-specific traces (warp size, checkerboard, texture noise)
     flicker: float  # frame-to-frame jitter of the blend in clips
     camera_noise: tuple[float, float]  # standard deviation of the real camera's noise
-    # amplitude of the generator's up-sampling checkerboard over the re-synthesised face crop (see
-    # ``crop_trace``); the only trace here strong enough to survive an 8/255 attacker when it is large
-    crop_trace: tuple[float, float] = (0.0, 0.0)
 
 
 #: FaceForensics++-like: 2019-era tools with visible seams, colour mismatch and blurry synthesis
-FFPP_STYLE = Style((0.8, 2.5), (0.35, 0.85), (0.0, 0.4), (0.5, 0.75), 1.0, 1.0, (0.006, 0.03), (0.0, 0.18))
+FFPP_STYLE = Style((0.8, 2.5), (0.35, 0.85), (0.0, 0.4), (0.5, 0.75), 1.0, 1.0, (0.006, 0.03))
 #: Celeb-DF-like (Li et al., CVPR 2020): softer masks, colour transfer, sharper synthesis, less flicker
-HQ_STYLE = Style((2.5, 4.5), (0.9, 1.0), (0.9, 1.05), (0.95, 1.0), 0.4, 0.3, (0.004, 0.018), (0.0, 0.05))
+HQ_STYLE = Style((2.5, 4.5), (0.9, 1.0), (0.9, 1.05), (0.95, 1.0), 0.4, 0.3, (0.004, 0.018))
 
 
 @dataclass(frozen=True)
@@ -244,22 +240,6 @@ def sbi(inp: FakeInputs) -> Tensor:
     return _blend(img, src, (mask * (1 + 0.15 * deform)).clamp(0, 1) * _c(ratio))
 
 
-def crop_trace(inp: FakeInputs, img: Tensor) -> Tensor:
-    """The decoder's up-sampling trace over the face crop a forger re-synthesises and pastes back.
-
-    Face-swap and re-enactment pipelines regenerate an aligned square crop around the face; a decoder with
-    transposed convolutions leaves a period-2 checkerboard on all of it (Odena et al., Distill 2016,
-    https://distill.pub/2016/deconv-checkerboard/; the spectral peaks of Durall et al., CVPR 2020,
-    https://arxiv.org/abs/2003.01826). Its amplitude per clip is drawn from ``Style.crop_trace``; the crop is
-    the face's bounding box. Large amplitudes (> 2 x 8/255) are what an adversarially trained detector can
-    still see under an 8/255 attack; small ones are not, so robust accuracy stays below clean accuracy.
-    """
-    box = face_box(inp.scene, inp.res) > 0
-    sign = (torch.arange(inp.res, device=img.device) % 2).to(img.dtype) * 2 - 1
-    checker = sign.view(1, 1, -1, 1) * sign.view(1, 1, 1, -1)
-    return (img + _c(inp.draw(*inp.style.crop_trace)) * checker * box).clamp(0, 1)
-
-
 #: manipulation name (as used in ``methods``) -> function
 METHODS: dict[str, Callable[[FakeInputs], Tensor]] = {
     "deepfakes": deepfakes,
@@ -269,7 +249,5 @@ METHODS: dict[str, Callable[[FakeInputs], Tensor]] = {
     "gan-upsample": gan_upsample,
     "sbi": sbi,
 }
-#: the methods that regenerate the face crop with a generator (SBI blends the frame with itself: no trace)
-TRACED = frozenset({"deepfakes", "faceswap", "face2face", "neuraltextures", "gan-upsample"})
 #: the methods that paste another identity's face and so need a donor scene
 NEEDS_DONOR = frozenset({"deepfakes", "faceswap"})
