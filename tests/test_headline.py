@@ -1,6 +1,6 @@
 """The benchmark's headline claims on the embedded data set, with every default (README's table).
 
-Slow (about 3 minutes on 2 CPU cores): run with `pytest -m slow`; CI runs it after the fast suite.
+Slow (several minutes on 2 CPU cores): run with `pytest -m slow`; CI runs it after the fast suite.
 """
 
 import pytest
@@ -8,7 +8,9 @@ import pytest
 from afsl_bench.execute import RunOptions, run_cell
 from afsl_bench.plan import plan_cell
 
-pytestmark = pytest.mark.slow
+# the module's fixture trains three 16-epoch models inside the first test: about 4 minutes on an idle 2-core
+# CPU, more on a shared one, so the default per-test limit (600 s, pyproject.toml) is raised here
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
