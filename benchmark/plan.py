@@ -123,7 +123,7 @@ def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Compo
     if dataclasses.is_dataclass(builder):
         instance = registry.build(name, **params)
         full = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
-        return Component(name, to_jsonable(full), getattr(instance, "version", 1))
+        return Component(name, to_jsonable(full), getattr(instance, "version", registry.version))
     valid = registry.params_of(name)
     if any(k not in valid for k in params):
         registry.build(
@@ -132,7 +132,7 @@ def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Compo
     full = {key: params.get(key, p.default) for key, p in valid.items()}
     if (content := getattr(builder, "content_id", None)) and (digest := content(**full)) is not None:
         full[CONTENT] = digest  # what a user's data holds, not only where it is (no stale reuse)
-    return Component(name, to_jsonable(full), getattr(builder, "version", 1))
+    return Component(name, to_jsonable(full), getattr(builder, "version", registry.version))
 
 
 def check_surrogates(attack: Attack) -> None:
@@ -173,16 +173,12 @@ def _test_samples(text: str | None) -> int | None:
 
 
 def _with_head(detector_raw: dict[str, str], defense: str) -> dict[str, str]:
-    """A defense that needs a head (AFSL: cosine) sets it unless the user chose one; a clash is an error."""
-    needed = getattr(DEFENSES.get(defense), "head", None)
-    if needed is None:
+    """A detector without ``detector.head`` gets its defense's own head (AFSL: the paper's cosine head);
+    a head the user chose is kept, whatever the defense: every defense trains with any head."""
+    paper_head = getattr(DEFENSES.get(defense), "head", None)
+    if paper_head is None or "head" in detector_raw:
         return detector_raw
-    chosen = detector_raw.get("head")
-    if chosen is not None and chosen != str(needed):
-        raise ConfigError(
-            f"defense '{defense}' needs detector.head={needed}; remove --set detector.head={chosen}"
-        )
-    return detector_raw | {"head": str(needed)}
+    return detector_raw | {"head": str(paper_head)}
 
 
 def _component(registry: Registry, kind: str, name: str, raw: dict[str, str]) -> Component:

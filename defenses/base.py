@@ -31,9 +31,10 @@ class TrainContext:
 class Defense:
     """Base class for training defenses."""
 
-    #: the classifier head this defense needs (None: any); the runner builds the detector with it
+    #: the head of the defense's paper, given to a detector whose ``head`` is unset (None: the detector's
+    #: default); any head can be chosen with any defense (``--set detector.head=...``)
     head: ClassVar[Head | None] = None
-    #: True when training crafts adversarial examples (validation then also tracks robust accuracy)
+    #: True when training crafts adversarial examples
     adversarial: ClassVar[bool] = False
 
     def loss(self, model: Detector, batch: Batch, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:

@@ -6,14 +6,13 @@ the decision threshold is fixed on clean validation scores (never on test data: 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
+from afsl_bench.attacks.apgd import APGD
+from afsl_bench.attacks.base import Loss
 from afsl_bench.core.metrics import detection_metrics, eer_and_threshold
 from afsl_bench.core.types import Split
-from afsl_bench.defenses.base import Defense
 from afsl_bench.detectors.base import Detector
 
 
@@ -29,11 +28,12 @@ def margin_of(logits: torch.Tensor) -> torch.Tensor:
     return (logits[:, 1] - logits[:, 0]).float()
 
 
-def robust_margins(model: Detector, defense: Defense, split: Split, batch_size: int,
+def robust_margins(model: Detector, split: Split, *, eps: float, steps: int, batch_size: int,
                    device: torch.device | str) -> np.ndarray:
-    """Margins on examples of the defense's ``attack`` (every adversarial defense has one), early-stopped:
-    a fooled sample stays fooled, so the accuracy is that of the full attack at a lower cost."""
-    attack = dataclasses.replace(defense.attack, early_stop=True)
+    """Margins on APGD-CE examples (Croce & Hein, ICML 2020): the same strong attack for every defense,
+    whatever the defense trains against, so epochs and defenses are ranked on one yardstick. APGD's early stop
+    only retires samples already fooled, so the accuracy is that of the full run (``attacks.apgd``)."""
+    attack = APGD(eps=eps, steps=steps, loss=Loss.CE)
     out = []
     for b in split.batches(batch_size):
         b = b.to(device)
@@ -52,15 +52,16 @@ def robust_subset(split: Split, n: int) -> Split:
     return split.subset(order.sort().values)
 
 
-def validate(model: Detector, defense: Defense, val: Split, *, batch_size: int, robust_samples: int,
-             device: torch.device | str) -> dict[str, float]:
-    """Validation accuracy at the uncalibrated threshold 0: clean, plus robust on ``robust_samples`` samples
-    (none: skip) under the defense's attack."""
+def validate(model: Detector, val: Split, *, batch_size: int, robust_samples: int, robust_eps: float,
+             robust_steps: int, device: torch.device | str) -> dict[str, float]:
+    """Validation accuracy at the model's own rule (margin > 0): clean, plus robust on a fixed subset of
+    ``robust_samples`` samples (0: skip) under APGD-CE with ``robust_steps`` steps at ``robust_eps``."""
     labels = val.labels.numpy()
     out = {"val_clean_acc": float(np.mean((margins(model, val, 4 * batch_size, device) > 0) == labels))}
     if robust_samples > 0:
         sub = robust_subset(val, robust_samples)
-        adv = robust_margins(model, defense, sub, 2 * batch_size, device)
+        adv = robust_margins(model, sub, eps=robust_eps, steps=robust_steps, batch_size=2 * batch_size,
+                             device=device)
         out["val_robust_acc"] = float(np.mean((adv > 0) == sub.labels.numpy()))
     return out
 

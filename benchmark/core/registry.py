@@ -42,8 +42,11 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 class Registry(Generic[T]):
     """Name -> builder. ``register`` raises on a duplicate; ``get`` suggests a fix on an unknown name."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, version: int = 1) -> None:
         self.kind = kind
+        #: the version of every component of this kind that names none itself (in its specs, so a change
+        #: of meaning across the kind, such as a head's, gives new cell ids)
+        self.version = version
         self._entries: dict[str, T] = {}
         self._plugins_loaded = False
 
