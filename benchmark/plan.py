@@ -34,6 +34,8 @@ SAMPLES = "samples"
 THRESHOLD = "threshold"
 #: evaluation settings that are not parameters of the data set itself
 EVAL_ONLY = (SAMPLES, THRESHOLD)
+#: the parameters that say where a data set lies; an evaluation set other than the training set keeps its own
+LOCATION = ("prepared", "root")
 #: a data set's content digest in its component (``content_id`` of ``folder`` and the prepared stores)
 CONTENT = "content"
 
@@ -75,7 +77,12 @@ def plan_cell(
     check_surrogates(build_attack(attack_c))
     eval_name = eval_dataset or dataset
     eval_params = DATASETS.params_of(eval_name)
-    inherited = {k: v for k, v in raw["data"].items() if k in eval_params}  # e.g. resolution, seed
+    # an evaluation set shares the training set's settings (resolution, seed, ...) but never its location:
+    # `ff++`'s store is not `faceshifter`'s
+    inherited = {
+        k: v for k, v in raw["data"].items()
+        if k in eval_params and (eval_name == dataset or k not in LOCATION)
+    }
     samples = _test_samples(raw["eval"].pop(SAMPLES, None))
     rule = parse_decision_rule(raw["eval"].pop(THRESHOLD, None))
     eval_c = _component(DATASETS, "eval", eval_name, inherited | raw["eval"])
@@ -149,10 +156,14 @@ def check_surrogates(attack: Attack) -> None:
 
 
 def surrogate_spec(target: TrainSpec, detector: str, defense: str, seed: int, data: str | None) -> TrainSpec:
-    """The training spec of a surrogate: a registered detector + defense with their defaults, trained with
-    the target's settings on the target's training data unless another data set is named."""
+    """The training spec of a surrogate: a registered detector + defense with their defaults and the target's
+    head (so a suite that compares defenses on one head crafts its transfer examples on that head, and a
+    surrogate that is also a target of the suite is trained once), trained with the target's settings on
+    the target's training data unless another data set is named."""
+    head = target.detector.params.get("head")
+    detector_raw = {"head": str(head)} if head is not None and "head" in DETECTORS.params_of(detector) else {}
     return TrainSpec(
-        _component(DETECTORS, "detector", detector, _with_head({}, defense)),
+        _component(DETECTORS, "detector", detector, detector_raw),
         _component(DEFENSES, "defense", defense, {}),
         target.train_data if data is None else _component(DATASETS, "data", data, {}),
         target.train,

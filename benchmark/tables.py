@@ -28,7 +28,10 @@ TRANSFER = ("surrogate", "target")
 #: the dimensions a transfer axis stands for (a transfer table is not split by them)
 IMPLIED = {"target": ("detector", "defense"), "surrogate": ("attack",)}
 #: other non-metric columns of the tidy frame
-EXTRA = (*TRANSFER, "detector_name", "defense_name", "attack_name", "eps", "norm", "train", "cell_id")
+EXTRA = (
+    *TRANSFER, "detector_name", "defense_name", "defense_params", "attack_name", "eps", "norm", "train",
+    "cell_id",
+)
 
 
 def eps_label(eps: Any, norm: str) -> str:
@@ -42,8 +45,9 @@ def eps_label(eps: Any, norm: str) -> str:
     return f"{eps:.3g}"
 
 
-#: parameters a label never shows: the budget has its own notation, AFSL's cosine head follows the defense
-HIDDEN = {"attack": {"eps", "norm", "severity"}, "detector": {"head"}}
+#: parameters a label never shows: the budget has its own notation. A detector's head is shown when it is not
+#: the default (linear): any defense trains any head, so "tiny-cnn (head=cosine)" is another model
+HIDDEN = {"attack": {"eps", "norm", "severity"}, "detector": set()}
 
 
 def changed(registry: Any, component: dict[str, Any], hidden: set[str] = frozenset()) -> str:
@@ -149,6 +153,7 @@ def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "target": f"{shown['detector']} + {shown['defense']}",
                 "detector_name": spec["detector"]["name"],
                 "defense_name": spec["defense"]["name"],
+                "defense_params": json.dumps(spec["defense"]["params"], sort_keys=True),
                 "attack_name": spec["attack"]["name"],
                 "eps": params.get("eps") if isinstance(params.get("eps"), float) else None,
                 "norm": params.get("norm"),

@@ -23,7 +23,11 @@ SMALL = [
     "train.epochs=1",
     "--set",
     "train.robust_val_samples=32",
+    "--set",
+    "train.robust_val_steps=2",
 ]
+#: adversarial training at 2 PGD steps, not the default 10: the CLI is under test here, not the defense
+AT = ["--defense", "at", "--set", "defense.steps=2"]
 
 
 def invoke(*args: str):
@@ -38,7 +42,7 @@ def results(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_record(results):
     outcome = invoke(
-        "run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json"
+        "run", *AT, "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json"
     )
     assert outcome.exit_code == 0, outcome.output
     return json.loads(outcome.stdout)
@@ -52,6 +56,7 @@ def test_run_writes_a_complete_record(first_record, results) -> None:
         assert 0.0 <= record["metrics"][key] <= 1.0
     assert record["status"] == "ok" and record["spec"]["attack"]["params"]["eps"] == pytest.approx(8 / 255)
     assert record["perturbation"]["linf_max"] <= 8 / 255 + 1e-6
+    assert 0.0 <= record["training"]["val_metrics"]["val_robust_acc"] <= 1.0  # the kept model under APGD-CE
     on_disk = json.loads((results / "records" / f"{record['cell_id']}.json").read_text())
     assert on_disk["metrics"] == record["metrics"]
     assert (results / "records" / f"{record['cell_id']}.parquet").exists()
@@ -59,11 +64,11 @@ def test_run_writes_a_complete_record(first_record, results) -> None:
 
 def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(first_record, results) -> None:
     again = invoke(
-        "run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json"
+        "run", *AT, "--attack", "pgd", *SMALL, "--results-dir", str(results), "--json"
     )
     assert json.loads(again.stdout)["created"] == first_record["created"]
     other = invoke(
-        "run", "--defense", "at", "--attack", "fgsm", *SMALL, "--results-dir", str(results), "--json"
+        "run", *AT, "--attack", "fgsm", *SMALL, "--results-dir", str(results), "--json"
     )
     record = json.loads(other.stdout)
     assert record["cell_id"] != first_record["cell_id"] and record["train_id"] == first_record["train_id"]
@@ -72,7 +77,7 @@ def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(fi
 
 def test_a_forced_rerun_reproduces_the_record_exactly(first_record, tmp_path) -> None:
     # same spec and seed in a fresh store: retrained from scratch, identical metrics (weights included)
-    outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(tmp_path), "--json")
+    outcome = invoke("run", *AT, "--attack", "pgd", *SMALL, "--results-dir", str(tmp_path), "--json")
     record = json.loads(outcome.stdout)
     assert record["training"]["cached"] is False
     assert record["metrics"] == first_record["metrics"]
@@ -80,7 +85,7 @@ def test_a_forced_rerun_reproduces_the_record_exactly(first_record, tmp_path) ->
 
 
 def test_table_output_names_the_cell(first_record, results) -> None:
-    outcome = invoke("run", "--defense", "at", "--attack", "pgd", *SMALL, "--results-dir", str(results))
+    outcome = invoke("run", *AT, "--attack", "pgd", *SMALL, "--results-dir", str(results))
     assert (
         outcome.exit_code == 0 and "accuracy" in outcome.stdout and first_record["cell_id"] in outcome.stdout
     )
@@ -100,7 +105,7 @@ def test_table_output_names_the_cell(first_record, results) -> None:
             ["--dataset", "folder", "--set", "data.root=/no/such/dir"],
             "data.root '/no/such/dir' is not a folder",
         ),
-        (["--defense", "afsl", "--set", "detector.head=linear"], "needs detector.head=cosine"),
+        (["--set", "detector.head=foo"], "'foo' is not one of linear, cosine, cosine-pair"),
         (["--attack", "cw", "--set", "attack.norm=linf"], "norm='linf' is not supported here; choose one of l2"),
         (["--attack", "square", "--set", "attack.queries=0"], "queries must be an integer >= 1"),
         (["--attack", "nes", "--set", "attack.samples=3"], "samples"),

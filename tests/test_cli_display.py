@@ -28,7 +28,8 @@ def test_the_training_settings_are_listed_like_components() -> None:
     outcome = invoke("list", "train")
     assert outcome.exit_code == 0 and "epochs" in outcome.output  # longer names may be cut at narrow widths
     names = [row[0] for row in listing.entry("train")["settings"]]
-    assert {"epochs", "batch_size", "lr", "select_on", "robust_val_samples"} <= set(names)
+    assert {"epochs", "batch_size", "lr", "select_on", "robust_val_samples", "robust_val_steps",
+            "robust_val_eps"} <= set(names)
 
 
 def test_flags_take_no_value_and_say_so() -> None:

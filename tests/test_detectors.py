@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.detectors import DETECTORS, Head
+from afsl_bench.detectors.base import CosineHead, CosinePairHead, make_head
 
 
 def takes_clips(name: str) -> bool:
@@ -65,14 +66,89 @@ def test_embed_gives_the_feature_the_head_reads(name, head):
     torch.testing.assert_close(model.logits_from_embedding(z), model(x))
 
 
+def test_the_three_heads():
+    assert [str(h) for h in Head] == ["linear", "cosine", "cosine-pair"]
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_cosine_head_is_scaled_cosine_and_bounded_by_scale(name):
+def test_cosine_head_is_the_papers_one_vector_head_bounded_by_scale(name):
+    """logits (0, s * cos(z, w)) with ONE weight vector w: the margin lies in [-s, s]."""
     model = build(name, head=Head.COSINE, scale=5.0)
+    assert model.head.weight.shape == (1, model.feature_dim)
     x = torch.rand(4, 3, 64, 64) * 3 - 1  # out-of-range inputs give large features; cosines stay bounded
+    z, logits = model.embed(x), model(x)
+    expected = torch.stack([torch.zeros(4), 5.0 * F.cosine_similarity(z, model.head.weight, dim=1)], dim=1)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    assert (logits[:, 1] - logits[:, 0]).abs().max() <= 5.0 + 1e-5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cosine_pair_head_is_scaled_cosine_per_class_bounded_by_twice_the_scale(name):
+    model = build(name, head=Head.COSINE_PAIR, scale=5.0)
+    assert model.head.weight.shape == (2, model.feature_dim)
+    x = torch.rand(4, 3, 64, 64) * 3 - 1
     z, logits = model.embed(x), model(x)
     expected = 5.0 * torch.stack([F.cosine_similarity(z, w[None], dim=1) for w in model.head.weight], dim=1)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
-    assert logits.abs().max() <= 5.0 + 1e-5
+    assert logits.abs().max() <= 5.0 + 1e-5 and (logits[:, 1] - logits[:, 0]).abs().max() <= 10.0 + 1e-5
+
+
+def test_cosine_head_margin_spans_minus_s_to_s_with_a_zero_real_logit():
+    torch.manual_seed(0)
+    head = CosineHead(8, scale=64.0)
+    z = torch.randn(500, 8) * 10
+    logits = head(z)
+    assert logits.shape == (500, 2) and torch.equal(logits[:, 0], torch.zeros(500))
+    assert logits[:, 1].abs().max() <= 64.0 + 1e-4
+    w = head.weight.detach()
+    parallel = head(torch.cat([3 * w, -0.5 * w]))
+    torch.testing.assert_close(parallel[:, 1], torch.tensor([64.0, -64.0]), atol=1e-3, rtol=0)
+
+
+def test_cosine_pair_head_margin_reaches_twice_the_scale():
+    torch.manual_seed(0)
+    head = CosinePairHead(8, scale=64.0)
+    logits = head(torch.randn(500, 8) * 10)
+    assert (logits[:, 1] - logits[:, 0]).abs().max() <= 128.0 + 1e-4
+    with torch.no_grad():
+        head.weight.copy_(torch.zeros(2, 8))
+        head.weight[0, 0], head.weight[1, 0] = -1.0, 2.0  # opposite class vectors
+    logits = head(torch.tensor([[4.0] + [0.0] * 7]))
+    assert (logits[:, 1] - logits[:, 0]).item() == pytest.approx(128.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["tiny-cnn", "meso4"])
+@pytest.mark.parametrize("head", list(Head))
+def test_head_input_is_what_the_head_reads_in_its_scale(name, head):
+    model = build(name, head=head, scale=7.0)
+    z = model.embed(torch.rand(3, 3, 32, 32)) * 5
+    u = model.head_input(z)
+    if head is Head.LINEAR:
+        assert torch.equal(u, z)
+    else:
+        torch.testing.assert_close(u.norm(dim=1), torch.full((3,), 7.0))
+        torch.testing.assert_close(F.cosine_similarity(u, z, dim=1), torch.ones(3))
+        torch.testing.assert_close(model.head(u), model.head(z), atol=1e-4, rtol=1e-5)  # direction only
+
+
+@pytest.mark.parametrize("head", [Head.COSINE, Head.COSINE_PAIR, "cosine", "cosine-pair"])
+@pytest.mark.parametrize("scale", [0.0, -1.0])
+def test_cosine_heads_reject_a_non_positive_scale(head, scale):
+    with pytest.raises(ValueError, match="scale"):
+        make_head(head, 8, scale)
+    with pytest.raises(ConfigError, match="scale"):
+        DETECTORS.build("tiny-cnn", width=2, head=head, scale=scale)
+
+
+def test_a_linear_head_ignores_the_scale():
+    assert isinstance(make_head("linear", 8, 0.0), torch.nn.Linear)
+
+
+def test_tiny_cnn_takes_the_head_as_a_string():
+    model = build("tiny-cnn", width=4, head="cosine-pair")
+    assert model.head_kind is Head.COSINE_PAIR and isinstance(model.head, CosinePairHead)
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 2)
+    assert isinstance(build("tiny-cnn", width=4, head="cosine").head, CosineHead)
 
 
 @pytest.mark.parametrize("name", NAMES)

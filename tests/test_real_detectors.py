@@ -84,8 +84,10 @@ def test_embed_has_the_documented_shape_and_feeds_the_head(name, head):
     z, logits = model.embed(x), model(x)
     assert z.shape == (3, ALL[name][0]) == (3, model.feature_dim)
     torch.testing.assert_close(model.logits_from_embedding(z), logits)
-    if head is Head.COSINE:  # AFSL's classifier: s * cos(z, w_c), bounded by the scale
-        expected = 5.0 * F.normalize(z, dim=1) @ F.normalize(model.head.weight, dim=1).T
+    if head is not Head.LINEAR:  # s * cos(z, w_c), bounded by the scale
+        cosines = 5.0 * F.normalize(z, dim=1) @ F.normalize(model.head.weight, dim=1).T
+        # the paper's cosine head: one vector, logits (0, s cos); cosine-pair: one vector per class
+        expected = torch.cat([torch.zeros_like(cosines), cosines], 1) if head is Head.COSINE else cosines
         torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
         assert logits.abs().max() <= 5.0 + 1e-5
 

@@ -39,9 +39,13 @@ def test_pivot_means_over_seeds_and_labels_budgets_and_changed_parameters():
     assert "| at | 35.0 | 80.0 | 40.0 |" in to_markdown(table)
 
 
-def test_afsl_cosine_head_does_not_split_the_detector():
-    frame = tidy([record("none", "pgd", 0.1), record("afsl", "pgd", 0.2)])
-    assert set(frame["detector"]) == {"tiny-cnn"}
+def test_a_head_other_than_the_default_linear_is_shown_in_the_detector_label():
+    """Any defense trains any head, so a cosine-head detector is another model, labelled as such."""
+    frame = tidy([
+        record("none", "pgd", 0.1), record("afsl", "pgd", 0.2),
+        record("afsl", "pgd", 0.3, overrides=["detector.head=linear"]),
+    ])  # fmt: skip
+    assert list(frame["detector"]) == ["tiny-cnn", "tiny-cnn (head=cosine)", "tiny-cnn"]
 
 
 def test_runs_that_differ_only_in_training_settings_are_not_averaged():

@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
+from afsl_bench.attacks.apgd import APGD
+from afsl_bench.attacks.base import Loss
 from afsl_bench.core.metrics import eer_and_threshold
 from afsl_bench.core.types import Batch, DataBundle, Split
-from afsl_bench.defenses import DEFENSES, Defense, TrainContext
-from afsl_bench.defenses.training import NonFiniteLossError, TrainSettings, lr_factor, train
+from afsl_bench.defenses import DEFENSES, Defense, TrainContext, validation
+from afsl_bench.defenses.training import (
+    NonFiniteLossError,
+    SelectOn,
+    TrainSettings,
+    lr_factor,
+    selection_score,
+    train,
+    wants_robust,
+)
 from afsl_bench.defenses.validation import margins
 from afsl_bench.detectors import DETECTORS
 
 SIZE = 32
-FAST = TrainSettings(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=0.0)
+# the final robust validation (APGD-CE) on a few samples and steps: the defaults (512 x 20) are for real runs
+FAST = TrainSettings(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=0.0, robust_val_samples=16,
+                     robust_val_steps=2)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,10 +159,81 @@ def test_threshold_is_calibrated_on_validation_scores(bundle, tmp_path):
 
 def test_robust_selection_keeps_the_epoch_with_best_val_robust_accuracy(bundle, tmp_path):
     defense = DEFENSES.build("at", steps=1)
-    settings = dataclasses.replace(FAST, robust_val_samples=48)
+    settings = dataclasses.replace(FAST, robust_val_samples=48, select_on="robust")
     result = run(bundle, tmp_path, defense=defense, settings=settings)
     scores = [(h["val_robust_acc"], h["val_clean_acc"], h["epoch"]) for h in result.history]
     assert result.best_epoch == max(scores)[2]
+
+
+class SpyAPGD(APGD):
+    """APGD that records how validation built it (class attribute ``made``, reset per test)."""
+
+    made: ClassVar[list[dict]] = []
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        SpyAPGD.made.append({"eps": self.eps, "steps": self.steps, "loss": self.loss})
+
+
+@pytest.fixture
+def apgd_calls(monkeypatch) -> list[dict]:
+    monkeypatch.setattr(SpyAPGD, "made", [])
+    monkeypatch.setattr(validation, "APGD", SpyAPGD)
+    return SpyAPGD.made
+
+
+def test_training_defaults_keep_the_last_epoch_and_validate_with_apgd_20_on_512_samples():
+    settings = TrainSettings()
+    assert settings.select_on == SelectOn.LAST == "last"
+    assert (settings.robust_val_samples, settings.robust_val_steps) == (512, 20)
+    assert settings.robust_val_eps == pytest.approx(8 / 255)
+    assert not wants_robust(settings)  # no per-epoch attack unless selecting on it
+
+
+@pytest.mark.parametrize("bad", [{"robust_val_steps": 0}, {"robust_val_samples": -1}, {"robust_val_eps": 0.0},
+                                 {"robust_val_eps": 2.0}, {"select_on": "best"}])
+def test_bad_robust_validation_settings_raise(bad):
+    with pytest.raises(ValueError):
+        TrainSettings(**bad)
+
+
+def test_selection_scores_do_not_depend_on_the_defense():
+    val = {"val_clean_acc": 0.9, "val_robust_acc": 0.4}
+    robust = TrainSettings(select_on="robust")
+    assert wants_robust(robust) and not wants_robust(dataclasses.replace(robust, robust_val_samples=0))
+    assert selection_score(robust, 3, val) == [0.4, 0.9]
+    assert selection_score(dataclasses.replace(robust, robust_val_samples=0), 3, val) == [0.9]
+    assert selection_score(TrainSettings(select_on="clean"), 3, val) == [0.9]
+    assert selection_score(TrainSettings(), 3, val) == [3.0]
+
+
+def test_the_kept_model_gets_a_validation_robust_accuracy_under_apgd_ce(bundle, tmp_path, apgd_calls):
+    settings = dataclasses.replace(FAST, epochs=2, robust_val_steps=3, robust_val_eps=4 / 255)
+    result = run(bundle, tmp_path, settings=settings)
+    assert result.best_epoch == 2  # select_on=last
+    assert 0.0 <= result.val_metrics["val_robust_acc"] <= 1.0
+    assert not [h for h in result.history if "val_robust_acc" in h]  # no per-epoch attack under "last"
+    assert apgd_calls == [{"eps": pytest.approx(4 / 255), "steps": 3, "loss": Loss.CE}]  # once, at the end
+    saved = torch.load(tmp_path / "t.pt", weights_only=True)["meta"]["val_metrics"]
+    assert saved["val_robust_acc"] == result.val_metrics["val_robust_acc"]
+    assert run(bundle, tmp_path, settings=settings).val_metrics == result.val_metrics  # the cache keeps it
+
+
+def test_robust_selection_attacks_every_epoch_with_apgd_for_any_defense(bundle, tmp_path, apgd_calls):
+    settings = dataclasses.replace(FAST, epochs=2, select_on="robust")
+    result = run(bundle, tmp_path, settings=settings)  # defense "none": no attack of its own
+    assert all(0.0 <= h["val_robust_acc"] <= 1.0 for h in result.history) and len(result.history) == 2
+    assert len(apgd_calls) == 2 + 1 and {c["steps"] for c in apgd_calls} == {2}  # each epoch, then the kept one
+    assert all(c["loss"] == Loss.CE for c in apgd_calls)
+    assert "val_robust_acc" in result.val_metrics
+
+
+def test_no_robust_validation_samples_means_no_attack_and_no_robust_accuracy(bundle, tmp_path, apgd_calls):
+    settings = dataclasses.replace(FAST, epochs=1, robust_val_samples=0, select_on="robust")
+    result = run(bundle, tmp_path, settings=settings)
+    assert "val_robust_acc" not in result.val_metrics
+    assert not [h for h in result.history if "val_robust_acc" in h]
+    assert apgd_calls == []
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():

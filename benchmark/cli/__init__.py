@@ -4,7 +4,7 @@ User errors (``ConfigError``) print one line and exit with code 2; Ctrl-C exits 
 partial training checkpoint so the same command resumes. Results go to stdout (a table, or the record as
 JSON with ``--json``); progress goes to stderr.
 
-The commands live in ``experiments`` (run, sweep, gate), ``reports`` (list, plot, leaderboard, table) and
+The commands live in ``experiments`` (run, sweep, gate), ``reports`` (list, plot, leaderboard, table, tune) and
 ``prepare``, ``data`` (ceiling); the options they share in ``options``, what they print in ``render`` and ``progress``. Importing
 this package imports no torch, pandas or registry: every command imports what it needs when it runs.
 """
@@ -32,6 +32,7 @@ COMMANDS = {
     "plot": reports.plot,
     "leaderboard": reports.leaderboard,
     "table": reports.table,
+    "tune": reports.tune,
     "prepare": prepare.prepare,
     "ceiling": data.ceiling,
 }

@@ -260,3 +260,16 @@ def ceiling_result(console: Console, dataset: str, split: str, rows: list[dict[s
     console.print(table)
     closest = rows[0]["closest_pair"]
     console.print(f"closest real-fake pair: L-inf {closest:.4f} ({255 * closest:.1f}/255)", highlight=False)
+
+
+def tuning_table(found: list[Any], choice: dict[str, Any]) -> Table:
+    """Every tuning candidate with its validation accuracies; the chosen ones (per head) marked."""
+    table = Table(title="Tuning on validation (APGD-CE robust accuracy; * chosen, ** chosen on the chosen head)")
+    for column in ("detector", "head", "defense", "val robust", "val clean", ""):
+        table.add_column(column, justify="right" if column.startswith("val") else "left")
+    for c in sorted(found, key=lambda c: c.order):
+        pick = choice[c.detector]
+        chosen = pick["heads"][c.head]["defenses"][c.defense]["train_id"] == c.train_id
+        mark = ("**" if c.head == pick["head"] else "*") if chosen else ""
+        table.add_row(c.detector, c.head, c.label, pct(c.val_robust_acc), pct(c.val_clean_acc), mark)
+    return table

@@ -1,4 +1,5 @@
-"""The commands that read: ``list`` (the registries), ``plot``, ``leaderboard`` and ``table`` (the store).
+"""The commands that read: ``list`` (the registries), ``plot``, ``leaderboard``, ``table`` and ``tune`` (the
+store).
 
 Nothing here runs a cell; heavy modules (the registries, pandas, matplotlib) are imported inside the
 functions.
@@ -82,15 +83,19 @@ def leaderboard(
 
     if not output.is_file():
         raise ConfigError(f"'{output}' does not exist; create it with the markers {lb.BEGIN} and {lb.END}")
+    loaded = load_suite(suite)
     if from_export:
         records = lb.read_export(export)
     else:
-        records = lb.collect(load_suite(suite), results_dir, partial)
+        kept = lb.read_export(export) if export.is_file() else []
+        records = lb.collect(loaded, results_dir, partial, kept)
         lb.write_export(export, records)
     plots_dir = export.parent / "plots"
     if plots:
         _redraw(records, plots_dir)
-    block = lb.render(records, suite, lb.plot_links(plots_dir, output))
+    missing = lb.missing_cells(loaded, records)
+    banner = lb.incomplete(missing, len(loaded.cells), lb.pending_note(export.parent / lb.PENDING.name))
+    block = lb.render(records, suite, lb.plot_links(plots_dir, output), banner)
     atomic_write_text(output, lb.replace_block(output.read_text(), block))
     entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records)) if records else []
     say(
@@ -126,3 +131,20 @@ def table(
     from afsl_bench.tables import load, pivot
 
     render.pivots(out, pivot(load(results_dir), metric, rows, columns), metric, rows, fmt)
+
+
+def tune(
+    suite: Annotated[Path, typer.Argument(help="a tuning suite, e.g. suites/tuning.toml")],
+    results_dir: ResultsDir = RESULTS_DIR,
+) -> None:
+    """Choose each defense's parameters and the head on VALIDATION robust accuracy (APGD-CE, recorded at the
+    end of training) from a swept tuning suite; writes <results-dir>/tuning/<suite>.json."""
+    from afsl_bench import tuning
+    from afsl_bench.sweep import load_suite
+
+    loaded = load_suite(suite)
+    found = tuning.candidates(loaded, results_dir)
+    choice = tuning.choose(found)
+    path = tuning.write(Path(results_dir) / "tuning" / f"{suite.stem}.json", loaded, found, choice)
+    out.print(render.tuning_table(found, choice))
+    say(out, f"wrote {path}")
