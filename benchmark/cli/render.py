@@ -267,7 +267,7 @@ def tuning_table(found: list[Any], choice: dict[str, Any]) -> Table:
     table = Table(title="Tuning on validation (APGD-CE robust accuracy; * chosen, ** chosen on the chosen head)")
     for column in ("detector", "head", "defense", "val robust", "val clean", ""):
         table.add_column(column, justify="right" if column.startswith("val") else "left")
-    for c in sorted(found, key=lambda c: c.order):
+    for c in sorted(found, key=lambda c: (c.detector, c.head, c.defense, c.params != "", c.label)):
         pick = choice[c.detector]
         chosen = pick["heads"][c.head]["defenses"][c.defense]["train_id"] == c.train_id
         mark = ("**" if c.head == pick["head"] else "*") if chosen else ""
