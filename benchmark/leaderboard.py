@@ -260,7 +260,8 @@ def settings(records: list[dict[str, Any]], frame: pd.DataFrame, suite_path: Pat
                 f"{_decision_rules(records)}."
             ),
             (
-                f"- **Compute:** {compute_s / 60:.0f} min of cell time (training {train_s / 60:.0f} min of it) on "
+                f"- **Compute:** {compute_s / 60:.0f} min of cell time; training the {len(models)} models took "
+                f"{train_s / 60:.0f} min (inside these cells, or in another suite's that shared the model), on "
                 f"{', '.join(devices)}; records written {created[0]} to {created[-1]}; code {', '.join(shas)}."
             ),
         ]
