@@ -55,11 +55,12 @@ class SelectOn(StrEnum):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings; defaults train AFSL + tiny-cnn on 1,800 64x64 images in ~1.5 min on a CPU."""
+    """Optimisation settings; defaults train AFSL + tiny-cnn on 1,800 64x64 images in ~2.5 min on a CPU."""
 
     # 16: PGD-AT 8/255 on `synthetic` (data version 2) stays at chance on validation for 7 epochs and
     # learns the bounded cues between epochs 8 and 10 on one draw of the data (docs/data-design.md), so 8
-    # epochs were too few; AFSL + tiny-cnn then trains in 80 s on this 2-core CPU (README's first command)
+    # epochs were too few; AFSL + tiny-cnn (PGD-10) then trains in 142 s on this 2-core CPU (README's first
+    # command)
     epochs: int = 16
     # 64 gives ~30 optimiser steps per epoch on 2,000 images; larger batches buy no speed on a CPU
     batch_size: int = 64
