@@ -25,8 +25,14 @@ from afsl_bench.detectors.base import Detector
 
 
 def kl_clean_adv(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
-    """KL(p_clean || p_adv), summed over classes, mean over samples (TRADES' robust term)."""
-    return F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
+    """KL(p_clean || p_adv), summed over classes, mean over samples (TRADES' robust term).
+
+    The target goes in as log-probabilities (``log_target``): the gradient flows into p_clean too (as in
+    the reference code), and d/dp [p log p] = log p + 1 is -inf where a float32 softmax underflows to 0 (a
+    logit gap above about 104), which turned a finite loss into NaN gradients on meso4 (seed 1, epoch 6);
+    in log space the same KL has finite gradients."""
+    return F.kl_div(F.log_softmax(logits_adv, dim=1), F.log_softmax(logits_clean, dim=1),
+                    reduction="batchmean", log_target=True)
 
 
 def ascend_linf(x: torch.Tensor, x_start: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], *,

@@ -9,7 +9,8 @@ defense: what ``afsl-bench tune`` compares), fixes the decision threshold on cle
 z_fake - z_real; thresholds are never fixed on test data, README "Threat model and metrics"), and saves the final checkpoint.
 Checkpoints hold tensors and plain Python only, so ``torch.load(..., weights_only=True)`` reads them.
 
-NaN guard: the first non-finite loss raises ``NonFiniteLossError`` naming the defense, epoch and step.
+NaN guard: the first non-finite loss, or non-finite gradient of a finite loss, raises ``NonFiniteLossError``
+naming the defense, epoch and step.
 Skipping such steps would hide a diverging run; the partial checkpoint of the last finished epoch is kept.
 """
 
@@ -234,6 +235,7 @@ def train_epoch(model: Detector, defense: Defense, split: Split, settings: Train
         check_finite(loss, defense, epoch, step)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        check_finite_gradients(model, defense, epoch, step)
         run.optimizer.step()
         run.scheduler.step()
         logs = {"loss": loss.item(), **logs}
@@ -250,6 +252,19 @@ def fake_prior(split: Split) -> float:
     if real == 0 or fake == 0:
         raise ConfigError(f"the training split needs both classes; it has {real} real, {fake} fake samples")
     return fake / (real + fake)
+
+
+def check_finite_gradients(model: Detector, defense: Defense, epoch: int, step: int) -> None:
+    """A finite loss can still have NaN gradients (an underflow inside the loss); one optimiser step would
+    then write NaN into every weight, and the next loss would be blamed."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if grads and not torch.isfinite(torch.stack([g.norm() for g in grads]).sum()):
+        bad = [name for name, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
+        raise NonFiniteLossError(
+            f"defense '{type(defense).__name__}' produced non-finite gradients at epoch {epoch}, step {step} "
+            f"(in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}) from a finite loss: lower the learning "
+            "rate (--set lr=...) or check the defense's loss for an underflow"
+        )
 
 
 def check_finite(loss: torch.Tensor, defense: Defense, epoch: int, step: int) -> None:

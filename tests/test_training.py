@@ -144,6 +144,33 @@ def test_non_finite_loss_raises_naming_defense_epoch_and_step(bundle, tmp_path):
         run(bundle, tmp_path, defense=ExplodingDefense())
 
 
+class _NanGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradients are not."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+@dataclass(frozen=True)
+class NanGradientDefense(Defense):
+    def loss(self, model, batch: Batch, ctx: TrainContext):
+        logits = model(batch.x)
+        logits = _NanGradient.apply(logits) if ctx.step == 2 else logits
+        return torch.nn.functional.cross_entropy(logits, batch.y), {}
+
+
+def test_non_finite_gradients_of_a_finite_loss_raise_before_the_weights_are_poisoned(bundle, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"NanGradientDefense.*non-finite gradients at epoch 1, step 2"):
+        run(bundle, tmp_path, defense=NanGradientDefense())
+    partial_or_none = [p.name for p in tmp_path.iterdir() if p.name.endswith(".pt")]
+    assert partial_or_none == []  # nothing was saved from the poisoned step (epoch 1 never finished)
+
+
 def test_threshold_is_calibrated_on_validation_scores(bundle, tmp_path):
     result = run(bundle, tmp_path, settings=dataclasses.replace(FAST, epochs=1))
     calibrated = result.model.threshold.item()
