@@ -696,6 +696,11 @@ def model_info(records: list[dict[str, Any]]) -> dict[Path, dict[str, Any]]:
 
 
 def write_model_info(root: Path, entries: dict[Path, dict[str, Any]]) -> list[Path]:
+    """Write the entries and remove every other entry under ``root``: a model the records no longer hold
+    must not stay listed."""
+    for old in root.rglob("*.json") if root.is_dir() else []:
+        if old.relative_to(root) not in entries:
+            old.unlink()
     written = []
     for relative, entry in sorted(entries.items()):
         path = root / relative

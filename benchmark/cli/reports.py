@@ -97,7 +97,7 @@ def leaderboard(
     banner = lb.incomplete(missing, len(loaded.cells), lb.pending_note(export.parent / lb.PENDING.name))
     block = lb.render(records, suite, lb.plot_links(plots_dir, output), banner)
     atomic_write_text(output, lb.replace_block(output.read_text(), block))
-    entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records)) if records else []
+    entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records) if records else {})
     say(
         out,
         f"{output}: generated block rewritten from {len(records)} records ({export}); "
