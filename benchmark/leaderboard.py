@@ -123,9 +123,9 @@ def incomplete(missing: list[Any], planned: int, note: str | None) -> str:
     """The banner of a leaderboard whose suite is not fully run: how much is missing, of which models, why."""
     if not missing:
         return ""
-    from afsl_bench.tables import describe_spec
+    from afsl_bench.tables import labels
 
-    models = sorted({describe_spec(c.to_json()).split(" vs ")[0] for c in missing})
+    models = sorted({"{detector} + {defense}".format(**labels(c.to_json())) for c in missing})
     shown = "; ".join(models[:12]) + (f"; and {len(models) - 12} more" if len(models) > 12 else "")
     return (
         f"> **Incomplete: {planned - len(missing)} of the {planned} cells of the suite have records; "

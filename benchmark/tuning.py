@@ -59,19 +59,19 @@ def candidates(suite: Suite, results_dir: Path | str) -> list[Candidate]:
     """Every distinct trained model of the suite with its validation numbers; a model none of whose cells has
     a finished record is an error."""
     store = RecordStore(results_dir)
-    records: dict[str, tuple[int, Any, dict[str, Any] | None]] = {}
+    first: dict[str, tuple[int, Any]] = {}  # train_id -> (order, cell) of the model's first cell
+    record: dict[str, dict[str, Any] | None] = {}
     for order, cell in enumerate(suite.cells):  # a model counts once any of its cells has a record
         train_id = cell.training.train_id
-        record = store.finished(cell.cell_id)
-        if train_id not in records or (records[train_id][2] is None and record is not None):
-            records[train_id] = (records.get(train_id, (order,))[0], cell, record)
-    missing = [train_id for train_id, (_, _, record) in records.items() if record is None]
+        first.setdefault(train_id, (order, cell))
+        record[train_id] = record.get(train_id) or store.finished(cell.cell_id)
+    missing = [train_id for train_id, found in record.items() if found is None]
     if missing:
         raise ConfigError(
             f"{len(missing)} trained models of {suite.path} have no finished record in {results_dir}: run "
             f"`afsl-bench sweep {suite.path}` first"
         )
-    return [_candidate(order, cell, record) for order, cell, record in records.values()]
+    return [_candidate(order, cell, record[train_id]) for train_id, (order, cell) in first.items()]
 
 
 def _candidate(order: int, cell: Any, record: dict[str, Any]) -> Candidate:

@@ -33,7 +33,7 @@ from afsl_bench.core.io import UNREADABLE, atomic_write
 from afsl_bench.core.spec import to_jsonable
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.defenses.base import Defense, TrainContext
-from afsl_bench.defenses.validation import calibrate, validate
+from afsl_bench.defenses.validation import calibrate, robust_margins, robust_subset, validate
 from afsl_bench.detectors.base import Detector
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def check_finite_gradients(model: Detector, defense: Defense, epoch: int, step: 
     """A finite loss can still have NaN gradients (an underflow inside the loss); one optimiser step would
     then write NaN into every weight, and the next loss would be blamed."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if grads and not torch.isfinite(torch.stack([g.norm() for g in grads]).sum()):
+    if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
         bad = [name for name, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
         raise NonFiniteLossError(
             f"defense '{type(defense).__name__}' produced non-finite gradients at epoch {epoch}, step {step} "
@@ -302,10 +302,10 @@ def finish(model: Detector, val: Split, run: RunState, settings: TrainSettings, 
     model.load_state_dict(run.best_state)
     robust = {}
     if settings.robust_val_samples > 0:
-        robust = validate(model, val, batch_size=settings.batch_size, robust_samples=settings.robust_val_samples,
-                          robust_eps=settings.robust_val_eps, robust_steps=settings.robust_val_steps,
-                          device=device)
-        robust = {"val_robust_acc": robust["val_robust_acc"]}
+        sub = robust_subset(val, settings.robust_val_samples)
+        adv = robust_margins(model, sub, eps=settings.robust_val_eps, steps=settings.robust_val_steps,
+                             batch_size=2 * settings.batch_size, device=device)
+        robust = {"val_robust_acc": float(((adv > 0) == sub.labels.numpy()).mean())}
     val_metrics = calibrate(model, val, 4 * settings.batch_size, device) | robust
     meta = {"epochs_run": run.epoch, "best_epoch": run.best_epoch, "val_metrics": val_metrics,
             "train_seconds": run.seconds, "history": run.history, "settings": to_jsonable(settings)}
