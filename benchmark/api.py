@@ -39,7 +39,7 @@ from afsl_bench.defenses.training import TrainResult, TrainSettings
 from afsl_bench.defenses.validation import calibrate as calibrate_threshold
 from afsl_bench.detectors import DETECTORS
 from afsl_bench.detectors.base import Detector, fold_threshold
-from afsl_bench.detectors.weights import load_state, read_state_dict
+from afsl_bench.detectors.weights import load_state, read_state_dict, split_source
 from afsl_bench.env import resolve_device
 from afsl_bench.evaluation import evaluate as score_split
 from afsl_bench.evaluation import weights_digest
@@ -116,13 +116,18 @@ def train(
 
 
 def load_detector(name: str, weights: str | Path | None = None, **params: Any) -> Detector:
-    """A registered detector built with ``params`` (``afsl-bench list detectors --params``), with the tensors
-    of a local weights file (read with ``weights_only=True``) loaded into it when ``weights`` is given."""
-    if "weights" in DETECTORS.params_of(name) and weights is not None:
-        return DETECTORS.build(name, weights=str(weights), **params)
+    """A registered detector built with ``params`` (``afsl-bench list detectors --params``), in eval mode,
+    with a weights file loaded into it when ``weights`` is given: a local state dict (read with
+    ``weights_only=True``) or a published checkpoint as ``SOURCE:PATH`` (``deepfakebench:xception.pth``)."""
+    if weights is None:
+        return DETECTORS.build(name, **params).eval()
+    if "weights" in DETECTORS.params_of(name):
+        return DETECTORS.build(name, weights=str(weights), **params).eval()
+    source, path = split_source(str(weights))
+    if source is not None:
+        source.layout(name)  # no source has a layout for a detector without a weights parameter: says so
     model = DETECTORS.build(name, **params)
-    if weights is not None:
-        load_state(model, read_state_dict(weights), str(weights))
+    load_state(model, read_state_dict(path), str(path))
     return model.eval()
 
 
@@ -164,7 +169,9 @@ def evaluate(
     timings = {"data_s": time.perf_counter() - tic}
     rule = parse_decision_rule(threshold)
     wrapped = ExternalDetector(_raw_margin(model)).to(device_).eval()
-    with torch.no_grad():  # the output contract checked on two images before any work (and lazy modules built)
+    with (
+        torch.no_grad()
+    ):  # the output contract checked on two images before any work (and lazy modules built)
         wrapped(bundle.test.batch(range(min(2, len(bundle.test)))).x.to(device_))
     tic = time.perf_counter()
     val_metrics = _calibrate(wrapped, bundle, rule, batch_size, device_)

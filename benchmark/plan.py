@@ -15,7 +15,7 @@ from typing import Any
 from afsl_bench.attacks import ATTACKS, Attack
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.params import coerce, split_overrides, typed_params
-from afsl_bench.core.registry import Registry, params_of_builder
+from afsl_bench.core.registry import Registry, omitted_at_default, params_of_builder
 from afsl_bench.core.spec import CellSpec, Component, TrainSpec, to_jsonable
 from afsl_bench.core.types import DataBundle
 from afsl_bench.data import DATASETS
@@ -80,7 +80,8 @@ def plan_cell(
     # an evaluation set shares the training set's settings (resolution, seed, ...) but never its location:
     # `ff++`'s store is not `faceshifter`'s
     inherited = {
-        k: v for k, v in raw["data"].items()
+        k: v
+        for k, v in raw["data"].items()
         if k in eval_params and (eval_name == dataset or k not in LOCATION)
     }
     samples = _test_samples(raw["eval"].pop(SAMPLES, None))
@@ -137,6 +138,11 @@ def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Compo
             name, **params
         )  # raises the registry's "did you mean" error for the first unknown name
     full = {key: params.get(key, p.default) for key, p in valid.items()}
+    for key, mark in omitted_at_default(builder).items():
+        if full[key] == valid[key].default:
+            del full[key]
+        elif mark.digest is not None:
+            full[f"{key}_sha256"] = mark.digest(full[key])
     if (content := getattr(builder, "content_id", None)) and (digest := content(**full)) is not None:
         full[CONTENT] = digest  # what a user's data holds, not only where it is (no stale reuse)
     return Component(name, to_jsonable(full), getattr(builder, "version", registry.version))

@@ -20,7 +20,7 @@ from torch import nn
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
-from afsl_bench.detectors.weights import WEIGHTS_HINT, build_with_weights
+from afsl_bench.detectors.weights import WEIGHTS_HINT, Weights, build_with_weights
 
 
 class Temporal(StrEnum):
@@ -115,7 +115,7 @@ def frame_backbone(name: str, pretrained: bool) -> Detector:
 @DETECTORS.register("cnn-gru")
 def cnn_gru(
     backbone: str = "tiny-cnn", temporal: Temporal = Temporal.GRU, hidden: int = 128,
-    head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False,
+    head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False,
 ) -> CnnGru:  # fmt: skip
     """Recurrent-convolutional video detector (Sabir et al., CVPR-W 2019, https://arxiv.org/abs/1905.00582).
 

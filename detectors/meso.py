@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.weights import Weights, build_with_weights
 
 
 def meso_conv(c_in: int, c_out: int, kernel: int, pool: nn.Module) -> list[nn.Module]:
@@ -25,7 +26,13 @@ def meso_conv(c_in: int, c_out: int, kernel: int, pool: nn.Module) -> list[nn.Mo
 
 def meso_head(dropout: float) -> list[nn.Module]:
     """MesoNet's dense part on the 16 x 8 x 8 map: dropout, 16 units with leaky ReLU, dropout."""
-    return [nn.Flatten(), nn.Dropout(dropout), nn.Linear(16 * 8 * 8, 16), nn.LeakyReLU(0.1), nn.Dropout(dropout)]
+    return [
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(16 * 8 * 8, 16),
+        nn.LeakyReLU(0.1),
+        nn.Dropout(dropout),
+    ]
 
 
 class MesoNet(Detector):
@@ -60,8 +67,13 @@ class Meso4(MesoNet):
 
 
 @DETECTORS.register("meso4")
-def meso4(dropout: float = 0.5, head: Head = Head.LINEAR, scale: float = 64.0) -> Meso4:
-    """Meso-4 (Afchar et al., WIFS 2018, https://arxiv.org/abs/1809.00888): 28k-parameter deepfake CNN."""
+def meso4(
+    dropout: float = 0.5, head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None
+) -> Meso4:
+    """Meso-4 (Afchar et al., WIFS 2018, https://arxiv.org/abs/1809.00888): 28k-parameter deepfake CNN.
+
+    ``weights``: a local state_dict file, or ``deepfakebench:PATH`` (DeepfakeBench's Meso4).
+    """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return Meso4(dropout, head, scale)
+    return build_with_weights(lambda: Meso4(dropout, head, scale), weights, "meso4", {"head": head})

@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.models import WeightsEnum, video
 
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
-from afsl_bench.detectors.weights import build_with_weights, pretrained_download
+from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained_download
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class VideoResNet3D(Detector):
 
 @DETECTORS.register("r3d-18")
 def r3d_18(
-    head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False
+    head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False
 ) -> VideoResNet3D:
     """R3D-18 (Tran et al., CVPR 2018, https://arxiv.org/abs/1711.11248): 3D-CNN video detector, 112 px clips.
 
@@ -73,7 +73,7 @@ def r3d_18(
 
 @DETECTORS.register("r2plus1d-18")
 def r2plus1d_18(
-    head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False
+    head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False
 ) -> VideoResNet3D:
     """R(2+1)D-18 (Tran et al., CVPR 2018, https://arxiv.org/abs/1711.11248): factorised 3D CNN, 112 px clips.
 

@@ -1,4 +1,5 @@
-"""The timm ImageNet backbones as detectors: ``xception``, ``efficientnet-b4`` and ``resnet50``, one table.
+"""The timm ImageNet backbones as detectors: ``xception``, ``efficientnet-b4``, ``resnet34`` and ``resnet50``,
+one table.
 
 timm (https://github.com/huggingface/pytorch-image-models) builds the network with its classifier removed
 (``num_classes=0``), so it returns the globally average-pooled feature: that pooled vector is the feature z,
@@ -23,6 +24,9 @@ Each row of ``MODELS`` becomes a ``TimmDetector`` subclass and a registered fact
   resolution of the paper (Table 1 scaling); timm's own weights were trained at 320 and tested at 384,
   DeepfakeBench trains it at 256: all work, as the network ends in global average pooling. z is the
   1792-channel pooled output of the head convolution (after SiLU).
+- ``resnet34``: ResNet-34 (He et al., CVPR 2016), DeepfakeBench's ResNet baseline: timm's ``resnet34``
+  (basic blocks, torchvision's layer names), ImageNet normalisation, native input 224 x 224. z is the
+  512-channel pooled output of the last stage (after ReLU).
 - ``resnet50``: ResNet-50 (He et al., CVPR 2016), the generic ImageNet backbone of deepfake-detection
   baselines. timm's ``resnet50`` (bottleneck blocks), ImageNet normalisation, native input 224 x 224. z is
   the 2048-channel pooled output of the last stage (after ReLU).
@@ -37,12 +41,12 @@ import torch
 from torch import nn
 
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
-from afsl_bench.detectors.weights import build_with_weights, pretrained_download
+from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained_download
 
 #: the second paragraph of every factory's docstring
 WEIGHTS_DOC = (
-    "``weights``: a local state_dict file (the whole detector's or timm's backbone); ``pretrained``: timm's\n"
-    "ImageNet weights (needs internet)."
+    "``weights``: a local state_dict file (the whole detector's or timm's backbone) or ``SOURCE:PATH`` (a\n"
+    "published checkpoint, detectors/sources/); ``pretrained``: timm's ImageNet weights (needs internet)."
 )
 
 
@@ -108,6 +112,18 @@ MODELS = (
         feature_dim=1792,
     ),
     TimmModel(
+        name="resnet34",
+        timm_name="resnet34",
+        input_size=224,
+        class_name="ResNet34",
+        title="ResNet-34",
+        citation="He et al., CVPR 2016",
+        link="https://arxiv.org/abs/1512.03385",
+        role="DeepfakeBench's ResNet baseline",
+        million_params=21.3,
+        feature_dim=512,
+    ),
+    TimmModel(
         name="resnet50",
         timm_name="resnet50",
         input_size=224,
@@ -158,9 +174,9 @@ def register(model: TimmModel) -> type[TimmDetector]:
     )
 
     def factory(
-        head: Head = Head.LINEAR, scale: float = 64.0, weights: str | None = None, pretrained: bool = False
+        head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False
     ) -> TimmDetector:
-        return build_with_weights(lambda: cls(head, scale, pretrained), weights)
+        return build_with_weights(lambda: cls(head, scale, pretrained), weights, model.name, {"head": head})
 
     factory.__name__ = factory.__qualname__ = model.name.replace("-", "_")
     factory.__doc__ = f"{model.summary}\n\n{WEIGHTS_DOC}\n"
@@ -170,4 +186,4 @@ def register(model: TimmModel) -> type[TimmDetector]:
 
 
 # module attributes under their own names, so that the classes pickle by reference
-Xception, EfficientNetB4, ResNet50 = (register(model) for model in MODELS)
+Xception, EfficientNetB4, ResNet34, ResNet50 = (register(model) for model in MODELS)

@@ -1,28 +1,37 @@
-"""Detector weights: a local state_dict file, or timm / torchvision pretrained weights when online.
+"""Detector weights: a local state_dict file, a published checkpoint of a named source, or timm /
+torchvision pretrained weights when online.
 
 A local file (``--set detector.weights=path``) is read with ``torch.load(..., weights_only=True)``, so it
 is never unpickled as code. It may hold a whole detector's ``state_dict`` (for example a model trained by
 afsl-bench, whose files wrap it as ``{"state_dict": ..., "meta": ...}``) or only its backbone's (timm's or
 torchvision's ImageNet / Kinetics weights downloaded elsewhere; a ``module.`` prefix from DataParallel is
 dropped). Tensors are matched by name; every key that did not match is reported in one warning, a shape
-mismatch or a file with no matching key is a ConfigError. Pretrained downloads go through timm (Hugging
-Face Hub) or torchvision (``torch.hub``); offline, the network error becomes a ConfigError saying what to do.
+mismatch or a file with no matching key is a ConfigError. ``SOURCE:path`` (``deepfakebench:xception.pth``,
+``faceforensics:full_c23.pt``) maps another code base's checkpoint through that source's layout table
+(detectors/sources/), strictly: every unmatched key is a ConfigError. Pretrained downloads go through timm
+(Hugging Face Hub) or torchvision (``torch.hub``); offline, the network error becomes a ConfigError saying
+what to do. A ``weights`` parameter stays out of cell ids while unset and enters them with the file's
+SHA-256 when set (``Weights``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
 import torch
 from torch import nn
 
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import OmitAtDefault
+from afsl_bench.detectors.sources import SOURCES, Source
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,40 @@ WRAPPER_KEYS = ("state_dict", "model")
 UNREPORTED = ("mean", "std")
 
 
+#: a source prefix as users write it: lower-case letters, digits and dashes before the colon
+SOURCE_PREFIX = re.compile(r"([a-z][a-z0-9-]+):(.+)")
+
+
+def split_source(weights: str) -> tuple[Source | None, Path]:
+    """``SOURCE:path`` -> (the source, the path); a plain path -> (None, path). An unknown prefix whose
+    whole text is no existing file is a ConfigError listing the sources."""
+    prefixed = SOURCE_PREFIX.fullmatch(weights)
+    if prefixed and prefixed.group(1) in SOURCES:
+        return SOURCES[prefixed.group(1)], Path(prefixed.group(2)).expanduser()
+    if prefixed and not Path(weights).expanduser().exists():
+        raise ConfigError(
+            f"detector weights '{weights}': unknown source '{prefixed.group(1)}'; sources: "
+            f"{', '.join(sorted(SOURCES))} (a plain state dict needs no prefix: {WEIGHTS_HINT})"
+        )
+    return None, Path(weights).expanduser()
+
+
+def weights_file_digest(weights: str) -> str:
+    """The SHA-256 (16 hex digits) of the file a ``weights`` value names: its content enters cell ids."""
+    _, path = split_source(weights)
+    if not path.is_file():
+        raise ConfigError(f"detector weights file not found: {path} (give an existing file: {WEIGHTS_HINT})")
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+#: the type of every detector factory's ``weights`` parameter (out of cell ids while None)
+Weights = Annotated[str | None, OmitAtDefault(digest=weights_file_digest)]
+
+
 @dataclass(frozen=True)
 class WeightsMatch:
     """Which model tensors a file set (``loaded``), which it left as built, which file tensors were unused."""
@@ -44,7 +87,7 @@ class WeightsMatch:
     unexpected: tuple[str, ...]
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, source: Source | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a local weights file, read with ``weights_only=True``; bad files are ConfigErrors."""
     file = Path(path).expanduser()
     if not file.is_file():
@@ -52,9 +95,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        fix = "save a state_dict: torch.save(model.state_dict(), path)"
+        if source is not None and source.pickled_namespaces:
+            fix = (
+                f"{source.name} ships pickled whole models; convert it once: afsl-bench convert-weights "
+                f"{source.name} {file} OUT.pt --allow-pickle, then use {source.name}:OUT.pt"
+            )
         raise ConfigError(
-            f"cannot read detector weights {file} with torch.load(weights_only=True) "
-            f"({first_line(err)}); save a state_dict: torch.save(model.state_dict(), path)"
+            f"cannot read detector weights {file} with torch.load(weights_only=True) ({first_line(err)}); {fix}"
         ) from None
     return unwrap(state, file)
 
@@ -102,13 +150,25 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     return match
 
 
-def build_with_weights(build: Callable[[], M], weights: str | None) -> M:
-    """Build a detector and load a local weights file into it; the file is checked first, so a wrong path
-    fails at once, before a model is built or a pretrained download starts."""
-    state = read_state_dict(weights) if weights is not None else None
+def build_with_weights(
+    build: Callable[[], M], weights: str | None, detector: str = "", params: Mapping[str, Any] | None = None
+) -> M:
+    """Build the registered ``detector`` (with factory ``params``) and load a weights file into it: a plain
+    state dict by name, or ``SOURCE:path`` through that source's layout. The file and the source's needs
+    are checked first, so a wrong path fails at once, before a model is built or a download starts."""
+    if weights is None:
+        return build()
+    source, path = split_source(weights)
+    layout = source.layout(detector) if source is not None else None
+    if layout is not None:
+        layout.check(source.name, params or {})
+    state = read_state_dict(path, source)
     model = build()
-    if state is not None:
-        load_state(model, state, str(weights))
+    if layout is None:
+        load_state(model, state, str(path))
+    else:
+        mapped = layout.convert(state, model.state_dict(), str(path))
+        model.load_state_dict(mapped, strict=False)  # the layout checked every key; BN counters may lack
     return model
 
 

@@ -25,6 +25,28 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class OmitAtDefault:
+    """Parameter metadata (``typing.Annotated[T, OmitAtDefault(...)]``): the parameter stays out of a spec,
+    hence out of cell ids, while it holds its default. A parameter added to a component later thus keeps the
+    id of every cell that does not use it (a detector's ``weights``: a model built without a file is the same
+    model whether or not its factory could take one). ``digest``, when given, is called with a set value
+    and its result stored as ``<name>_sha256``: what a file holds, not only where it is."""
+
+    digest: Callable[[Any], str] | None = None
+
+
+def omitted_at_default(builder: Callable[..., Any]) -> dict[str, OmitAtDefault]:
+    """The builder's parameters marked ``OmitAtDefault``, by name."""
+    hints = typing.get_type_hints(builder, include_extras=True)
+    return {
+        name: mark
+        for name, hint in hints.items()
+        for mark in getattr(hint, "__metadata__", ())
+        if isinstance(mark, OmitAtDefault)
+    }
+
+
+@dataclass(frozen=True)
 class Param:
     """One parameter of a component: its name, type annotation and default."""
 
