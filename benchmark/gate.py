@@ -7,7 +7,9 @@ committed baseline; a drop beyond the tolerance fails, naming the cell and the m
      "cells": {"<cell_id>": {"what": "tiny-cnn + at vs pgd ...", "robust_acc": 0.41, "clean_acc": 0.9}}}
 
 A baseline cell the suite no longer produces (its spec, hence its id, changed) fails too: results of a
-changed experiment are not comparable, so the baseline is rewritten deliberately with ``--update``.
+changed experiment are not comparable, so the baseline is rewritten deliberately with ``--update``. A cell
+whose detector did not learn (clean AUC below ``records.NOT_LEARNED_AUC``) fails the gate, and ``--update``
+refuses to write a baseline with one: its robust numbers are noise, and a gate on noise guards nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
 from afsl_bench.execute import RunOptions
+from afsl_bench.records import learning
 from afsl_bench.store import RecordStore
 from afsl_bench.sweep import Suite, describe, load_suite, run_sweep
 
@@ -57,7 +60,8 @@ def current_metrics(suite: Suite, options: RunOptions) -> dict[str, dict[str, An
         raise ConfigError(f"{len(outcome.failed)} cell(s) of {suite.path} failed; see their records")
     store = RecordStore(options.results_dir)
     return {
-        cell.cell_id: {"what": describe(cell), **store.finished(cell.cell_id)["metrics"]} for cell in suite.cells
+        cell.cell_id: {"what": describe(cell), **store.finished(cell.cell_id)["metrics"]}
+        for cell in suite.cells
     }
 
 
@@ -67,23 +71,31 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolera
     for cell_id, expected in sorted(baseline["cells"].items()):
         got = current.get(cell_id)
         for metric in metrics:
+            row = {"cell": cell_id, "metric": metric, "baseline": expected.get(metric)}
             if got is None:
+                why = "not produced by the suite any more (its spec changed): --update deliberately"
                 result.rows.append(
-                    {"cell": cell_id, "what": expected.get("what", ""), "metric": metric,
-                     "baseline": expected.get(metric), "current": None, "ok": False,
-                     "why": "not produced by the suite any more (its spec changed): --update deliberately"}
+                    row | {"what": expected.get("what", ""), "current": None, "ok": False, "why": why}
                 )
                 continue
+            row |= {"what": got["what"], "current": got[metric]}
             drop = expected[metric] - got[metric]
-            result.rows.append(
-                {"cell": cell_id, "what": got["what"], "metric": metric, "baseline": expected[metric],
-                 "current": got[metric], "ok": drop <= tolerance,
-                 "why": f"dropped by {drop:.4f} > {tolerance}" if drop > tolerance else ""}
-            )
+            if (flag := learning(got))["raised"]:
+                why = f"did not learn: clean AUC {flag['clean_auc']:.3f} < {flag['threshold']}"
+            else:
+                why = f"dropped by {drop:.4f} > {tolerance}" if drop > tolerance else ""
+            result.rows.append(row | {"ok": not why, "why": why})
     for cell_id in sorted(set(current) - set(baseline["cells"])):
         result.rows.append(
-            {"cell": cell_id, "what": current[cell_id]["what"], "metric": "-", "baseline": None,
-             "current": None, "ok": True, "why": "new cell, not in the baseline (--update adds it)"}
+            {
+                "cell": cell_id,
+                "what": current[cell_id]["what"],
+                "metric": "-",
+                "baseline": None,
+                "current": None,
+                "ok": True,
+                "why": "new cell, not in the baseline (--update adds it)",
+            }
         )
     return result
 
@@ -91,6 +103,17 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolera
 def write_baseline(
     path: Path | str, suite: Suite, current: dict[str, dict[str, Any]], tolerance: float
 ) -> None:
+    unlearned = {cell_id: learning(values) for cell_id, values in current.items()}
+    unlearned = {cell_id: flag for cell_id, flag in unlearned.items() if flag["raised"]}
+    if unlearned:
+        named = "; ".join(
+            f"{current[c]['what']} ({c}): clean AUC {f['clean_auc']:.3f}"
+            for c, f in sorted(unlearned.items())
+        )
+        raise ConfigError(
+            f"refusing to write a baseline on {len(unlearned)} cell(s) whose detector did not learn (clean AUC "
+            f"< {next(iter(unlearned.values()))['threshold']}): {named}; train longer or fix the data, then --update"
+        )
     baseline = {
         "suite": str(suite.path),
         "tolerance": tolerance,

@@ -31,9 +31,10 @@ from afsl_bench.core.spec import to_jsonable
 from afsl_bench.data.synthetic import DATA_VERSION
 from afsl_bench.data.synthetic_cues import FFPP_CUES, HQ_CUES
 from afsl_bench.plan import LEGACY_RULE, THRESHOLD, DecisionRule
+from afsl_bench.records import NOT_LEARNED_AUC, not_learned
 from afsl_bench.store import RecordStore
 from afsl_bench.sweep import Suite
-from afsl_bench.tables import attack_label, eps_label, pivot, tidy, to_markdown
+from afsl_bench.tables import NOT_LEARNED_MARK, attack_label, eps_label, pivot, tidy, to_markdown
 
 BEGIN = "<!-- BEGIN GENERATED: afsl-bench leaderboard -->"
 END = "<!-- END GENERATED: afsl-bench leaderboard -->"
@@ -88,8 +89,9 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def collect(suite: Suite, results_dir: Path | str, partial: bool = False,
-            kept: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def collect(
+    suite: Suite, results_dir: Path | str, partial: bool = False, kept: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """The compact records of every cell of the suite: from the store, else from ``kept`` (the committed
     export, so a leaderboard finished over several sessions keeps what earlier ones ran); a record of a cell
     the suite no longer plans is dropped. A missing cell is an error unless ``partial``."""
@@ -177,7 +179,9 @@ FAMILIES = {
 }
 
 
-def render(records: list[dict[str, Any]], suite_path: Path | str, plots: dict[str, str], banner: str = "") -> str:
+def render(
+    records: list[dict[str, Any]], suite_path: Path | str, plots: dict[str, str], banner: str = ""
+) -> str:
     """The markdown block: settings, the ranking, the paper reproduction, one table per attack family, the
     AFSL ablation, the transfer matrix, cross-dataset clean accuracy, flags and plots, after ``banner``
     (``incomplete``'s, when cells are missing). The main tables hold every record but AFSL's ablation
@@ -596,6 +600,19 @@ def cross_dataset(frame: pd.DataFrame) -> str:
     return f"### Cross-dataset: clean accuracy, trained on {train}\n\n{to_markdown(table)}"
 
 
+def not_learned_sentence(records: list[dict[str, Any]]) -> str:
+    """Which cells' detectors did not learn (clean AUC below the threshold; marked in every table)."""
+    unlearned = [r for r in records if not_learned(r)]
+    if not unlearned:
+        return f"Every detector learned (clean AUC >= {NOT_LEARNED_AUC} in every cell). "
+    frame = tidy(unlearned)
+    models = sorted({f"{t} ({e})" for t, e in zip(frame["target"], frame["eval_data"], strict=True)})
+    return (
+        f"**{len(unlearned)} cells' detectors did not learn** (clean AUC < {NOT_LEARNED_AUC}; marked "
+        f"{NOT_LEARNED_MARK.strip()} in the tables, their robust numbers are noise): {'; '.join(models)}. "
+    )
+
+
 def flags(records: list[dict[str, Any]]) -> str:
     checked = [r for r in records if r["flags"]["checked"]]
     raised = [
@@ -604,9 +621,9 @@ def flags(records: list[dict[str, Any]]) -> str:
         for name in [*r["flags"]["raised"], *(f"{s} (across records)" for s in r["flags"]["store"])]
     ]
     head = (
-        f"### Gradient-masking checks (docs/checks.md)\n\n{len(checked)} of {len(records)} cells ran the "
-        "per-cell probes (zero gradients, saturated CE, randomised forward pass, black-box stronger than "
-        "white-box, robust accuracy not falling with eps, robust at L-inf 0.5)."
+        f"### Gradient-masking checks (docs/checks.md)\n\n{not_learned_sentence(records)}{len(checked)} of "
+        f"{len(records)} cells ran the per-cell probes (zero gradients, saturated CE, randomised forward pass, "
+        "black-box stronger than white-box, robust accuracy not falling with eps, robust at L-inf 0.5)."
     )
     if not raised:
         return head + " No flag was raised."
@@ -634,9 +651,7 @@ def flags(records: list[dict[str, Any]]) -> str:
     ]
     for (name, attack), group in rows.groupby(["flag", "attack"], sort=True):
         models = sorted({f"{m} ({e})" for m, e in zip(group["model"], group["eval"], strict=True)})
-        lines.append(
-            f"| {name} | {attack} | {len(group)} | {'; '.join(models)} | `{min(group['cell'])}` |"
-        )
+        lines.append(f"| {name} | {attack} | {len(group)} | {'; '.join(models)} | `{min(group['cell'])}` |")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ Parquet table beside a record can always reproduce it (worst case over attacks, 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,27 @@ from afsl_bench.core.types import DataBundle
 from afsl_bench.env import environment
 from afsl_bench.store import STATUS_OK
 
+#: below this clean AUC on the evaluation set a detector is taken to have learned nothing (0.5 is chance;
+#: issue 14: on a user's own data training can end at 0.5-0.6): every robust number of the cell is noise
+NOT_LEARNED_AUC = 0.6
+
+
+def learning(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ``not_learned`` flag of a cell from its metrics: raised when the clean AUC is below
+    ``NOT_LEARNED_AUC`` (not when the AUC is undefined: a test split of one class)."""
+    value = metrics.get("clean_auc")
+    known = value is not None and not math.isnan(value)  # NaN: one class only
+    return {
+        "raised": bool(known and value < NOT_LEARNED_AUC),
+        "clean_auc": value if known else None,
+        "threshold": NOT_LEARNED_AUC,
+    }
+
+
+def not_learned(record: dict[str, Any]) -> bool:
+    """Whether a record's detector did not learn (from its metrics, so older records are judged alike)."""
+    return learning(record["metrics"])["raised"]
+
 
 def make_record(
     spec: CellSpec,
@@ -29,13 +51,15 @@ def make_record(
     resumed_after_epoch: int | None = None,
 ) -> dict[str, Any]:
     """The standard record of one cell (schema in docs/records.md)."""
+    metrics = summarise(samples)
     return {
         "cell_id": spec.cell_id,
         "train_id": spec.training.train_id,
         "schema_version": SCHEMA_VERSION,
         "status": STATUS_OK,
         "spec": spec.to_json(),
-        "metrics": summarise(samples),
+        "metrics": metrics,
+        "not_learned": learning(metrics),
         "per_method": per_method(samples),
         "n_samples": len(samples),
         "n_attacked": int(samples["attacked"].sum()),

@@ -19,6 +19,7 @@ from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import did_you_mean
 from afsl_bench.core.spec import to_jsonable
 from afsl_bench.plan import DEFAULT_RULE, LEGACY_RULE, THRESHOLD
+from afsl_bench.records import not_learned
 from afsl_bench.store import STATUS_OK, RecordStore
 
 #: the tidy columns a table can be pivoted on
@@ -29,9 +30,19 @@ TRANSFER = ("surrogate", "target")
 IMPLIED = {"target": ("detector", "defense"), "surrogate": ("attack",)}
 #: other non-metric columns of the tidy frame
 EXTRA = (
-    *TRANSFER, "detector_name", "defense_name", "defense_params", "attack_name", "eps", "norm", "train",
+    *TRANSFER,
+    "detector_name",
+    "defense_name",
+    "defense_params",
+    "attack_name",
+    "eps",
+    "norm",
+    "train",
     "cell_id",
+    "not_learned",
 )
+#: appended to a table cell when one of its records' detectors did not learn (records.learning)
+NOT_LEARNED_MARK = " [not learned]"
 
 
 def eps_label(eps: Any, norm: str) -> str:
@@ -161,6 +172,7 @@ def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "train": json.dumps(spec["train"]["params"], sort_keys=True),
                 **r["metrics"],
                 "cell_id": r["cell_id"],
+                "not_learned": not_learned(r),
             }
         )
     return pd.DataFrame(rows)
@@ -182,7 +194,9 @@ def pivot(
     records only, one table per budget and data sets."""
     metrics = [c for c in frame.columns if c not in (*DIMENSIONS, *EXTRA)]
     if metric not in metrics:
-        raise ConfigError(f"unknown metric '{metric}'.{did_you_mean(metric, metrics)} Valid: {', '.join(metrics)}")
+        raise ConfigError(
+            f"unknown metric '{metric}'.{did_you_mean(metric, metrics)} Valid: {', '.join(metrics)}"
+        )
     valid = [d for d in (*DIMENSIONS, *TRANSFER) if d != "seed"]
     for name, value in (("rows", rows), ("columns", columns)):
         if value not in valid:
@@ -204,8 +218,18 @@ def pivot(
         )
     tables = []
     for key, part in frame.groupby(groups, sort=True):
-        stats = part.groupby([rows, columns])[metric].agg(["mean", "std", "count"])
-        cells = stats.apply(lambda s: _cell(s["mean"], s["std"], int(s["count"])), axis=1)
+        stats = part.groupby([rows, columns]).agg(
+            mean=(metric, "mean"),
+            std=(metric, "std"),
+            count=(metric, "count"),
+            unlearned=("not_learned", "any"),
+        )
+        cells = stats.apply(
+            lambda s: (
+                _cell(s["mean"], s["std"], int(s["count"])) + (NOT_LEARNED_MARK if s["unlearned"] else "")
+            ),
+            axis=1,
+        )
         tables.append((dict(zip(groups, key, strict=True)), cells.unstack(columns).fillna("-")))
     return tables
 

@@ -77,6 +77,7 @@ def run(
         )
     if as_json:
         sys.stdout.write(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
+        render.warnings(err, outcome.record)  # for the person running the script, not for its parser
         return
     path = RecordStore(results_dir).record_path(outcome.record["cell_id"])
     render.run_result(out, outcome.record, outcome.cached, path)

@@ -76,8 +76,7 @@ def components_table(entry: dict[str, Any], params: bool) -> Table:
 def run_result(console: Console, record: dict[str, Any], cached: bool, path: Path) -> None:
     """The result table, the raised gradient-masking flags (if any) and where the record is."""
     console.print(result_table(record, cached))
-    if warning := flags_line(record):
-        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    warnings(console, record)
     say(console, f"record: {path}")
 
 
@@ -103,6 +102,26 @@ def result_table(record: dict[str, Any], cached: bool) -> Table:
         cells = [s for p in levels for s in ("", pct(after[f"{p}robust_acc"]))]
         table.add_row(f"accuracy after {name}", *cells)
     return table
+
+
+def warnings(console: Console, record: dict[str, Any]) -> None:
+    """The record's warnings, one line each: the detector did not learn; gradient-masking flags raised."""
+    for warning in (not_learned_line(record), flags_line(record)):
+        if warning:
+            console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+def not_learned_line(record: dict[str, Any]) -> str | None:
+    """One warning line when the detector did not learn (clean AUC below the threshold), or None."""
+    from afsl_bench.records import learning
+
+    flag = learning(record["metrics"])
+    if not flag["raised"]:
+        return None
+    return (
+        f"not learned: clean AUC {flag['clean_auc']:.3f} < {flag['threshold']} on the evaluation set: the "
+        "detector is near chance, so its robust numbers mean nothing (train longer, or check the data's labels)"
+    )
 
 
 def flags_line(record: dict[str, Any]) -> str | None:
@@ -264,7 +283,9 @@ def ceiling_result(console: Console, dataset: str, split: str, rows: list[dict[s
 
 def tuning_table(found: list[Any], choice: dict[str, Any]) -> Table:
     """Every tuning candidate with its validation accuracies; the chosen ones (per head) marked."""
-    table = Table(title="Tuning on validation (APGD-CE robust accuracy; * chosen, ** chosen on the chosen head)")
+    table = Table(
+        title="Tuning on validation (APGD-CE robust accuracy; * chosen, ** chosen on the chosen head)"
+    )
     for column in ("detector", "head", "defense", "val robust", "val clean", ""):
         table.add_column(column, justify="right" if column.startswith("val") else "left")
     for c in sorted(found, key=lambda c: (c.detector, c.head, c.defense, c.params != "", c.label)):
