@@ -54,6 +54,29 @@ def _state_digest(model: torch.nn.Module) -> hashlib._Hash:
     return digest
 
 
+#: the side of SSIM's Gaussian window (Wang et al. 2004): images smaller than it have no SSIM (NaN)
+SSIM_WINDOW = 11
+
+
+@torch.no_grad()
+def perceptual(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample SSIM (Wang et al., "Image quality assessment: from error visibility to structural
+    similarity", IEEE TIP 2004: an 11 x 11 Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03) and PSNR (dB)
+    of each adversarial image against its clean image, pixel range [0, 1], from torchmetrics; a clip's
+    values are the means over its frames. An unchanged image has SSIM 1 and PSNR inf."""
+    # imported here: torchmetrics' image package takes seconds to import, and only attacked batches need it
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    frames = x.shape[1] if x.dim() == 5 else 1
+    clean, adv = x.reshape(-1, *x.shape[-3:]).float(), x_adv.reshape(-1, *x.shape[-3:]).float()
+    if min(clean.shape[-2:]) < SSIM_WINDOW:
+        nan = torch.full((len(x),), float("nan"))
+        return {"ssim": nan, "psnr": nan.clone()}
+    ssim = structural_similarity_index_measure(adv, clean, data_range=1.0, reduction="none")
+    psnr = peak_signal_noise_ratio(adv, clean, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return {"ssim": ssim.view(-1, frames).mean(1), "psnr": psnr.view(-1, frames).mean(1)}
+
+
 def evaluate(
     model: Detector,
     attack: Attack,
@@ -96,6 +119,7 @@ def evaluate(
                 "adv_score": adv.float().cpu(),
                 "linf": delta.abs().amax(1).float().cpu(),
                 "l2": delta.norm(dim=1).float().cpu(),
+                **{key: value.cpu() for key, value in perceptual(batch.x, x_adv).items()},
                 "attacked": attacked_mask(batch.y, getattr(attack, "direction", Direction.BOTH)).cpu(),
             }
             | {key: value.float().cpu() for key, value in out.info.items()}

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from afsl_bench import paper
@@ -202,8 +203,47 @@ def render(
             ]
         if len(part):
             parts.append(section(f"### {title}", part, "robust_acc"))
-    parts += [ablation(frame), transfer(frame), cross_dataset(main), flags(records), figures(plots)]
+    parts += [perceptual_budget(records, main), ablation(frame), transfer(frame), cross_dataset(main)]
+    parts += [flags(records), figures(plots)]
     return "\n\n".join(p for p in parts if p)
+
+
+#: the perturbation figures of the budget table: (column, record key, format)
+BUDGET = (
+    ("L-inf max", "linf_max", lambda v: f"{255 * v:.1f}/255"),
+    ("L2 mean", "l2_mean", lambda v: f"{v:.2f}"),
+    ("SSIM median", "ssim_median", lambda v: f"{v:.4f}"),
+    ("SSIM mean", "ssim_mean", lambda v: f"{v:.4f}"),
+    ("PSNR median (dB)", "psnr_median", lambda v: f"{v:.1f}"),
+    ("PSNR mean (dB)", "psnr_mean", lambda v: f"{v:.1f}"),
+)
+
+
+def perceptual_budget(records: list[dict[str, Any]], main: pd.DataFrame) -> str:
+    """Per attack, the size of its perturbations in the units deepfake-attack papers report: L-inf, L2,
+    SSIM and PSNR of the attacked samples it changed (each figure: the median over the attack's cells of
+    the per-cell value; records from before the SSIM / PSNR columns are left out of those two)."""
+    sizes = {r["cell_id"]: r.get("perturbation", {}) for r in records}
+    part = main[main["cell_id"].map(lambda c: sizes[c].get("ssim_median") is not None)]
+    if part.empty:
+        return ""
+    rows = []
+    for attack, cells in part.groupby("attack", sort=True):
+        values = {key: [sizes[c][key] for c in cells["cell_id"] if sizes[c].get(key) is not None]
+                  for _, key, _ in BUDGET}  # fmt: skip
+        rows.append(
+            {"attack": attack, "cells": len(cells)}
+            | {
+                name: show(float(np.median(values[key]))) if values[key] else "-"
+                for name, key, show in BUDGET
+            }
+        )
+    table = pd.DataFrame(rows).set_index("attack")
+    return (
+        "### Perturbation size: L-inf, L2, SSIM and PSNR\n\nOver the attacked samples each attack changed "
+        "(SSIM: Wang et al. 2004, Gaussian window 11, sigma 1.5; PSNR in dB; pixel range [0, 1]; torchmetrics); "
+        "each figure is the median over the attack's cells of the per-cell value.\n\n" + to_markdown(table)
+    )
 
 
 def _decision_rules(records: list[dict[str, Any]]) -> str:

@@ -84,8 +84,9 @@ def make_record(
 
 #: the per-sample table's own columns; any other column was reported by the attack (``AttackOutput.info``)
 TABLE_COLUMNS = frozenset(
-    {"sample_id", "video_id", "method", "label", "clean_score", "adv_score", "linf", "l2", "attacked"}
-)
+    {"sample_id", "video_id", "method", "label", "clean_score", "adv_score", "linf", "l2", "ssim", "psnr",
+     "attacked"}
+)  # fmt: skip
 ROUND_TRIP_PREFIX = "adv_score_after_"
 
 
@@ -100,6 +101,27 @@ def perturbation(samples: pd.DataFrame) -> dict[str, float | None]:
         "l2_mean": float(attacked["l2"].mean()) if len(attacked) else 0.0,
         "l2_median_broken": float(broken["l2"].median()) if len(broken) else None,
         "linf_median_broken": float(broken["linf"].median()) if len(broken) else None,
+        **perceptual_summary(attacked),
+    }
+
+
+def perceptual_summary(attacked: pd.DataFrame) -> dict[str, float | int | None]:
+    """SSIM and PSNR (dB) of the attacked samples the attack changed (an unchanged image has PSNR inf):
+    mean and median, and how many samples they summarise. Tables written before 2026-12-01 have no such
+    columns: the keys are then absent."""
+    if "ssim" not in attacked.columns:
+        return {}
+    changed = attacked[(attacked["linf"] > 0) & attacked["ssim"].notna()]
+
+    def stat(column: str, how: str) -> float | None:
+        return float(getattr(changed[column], how)()) if len(changed) else None
+
+    return {
+        "ssim_mean": stat("ssim", "mean"),
+        "ssim_median": stat("ssim", "median"),
+        "psnr_mean": stat("psnr", "mean"),
+        "psnr_median": stat("psnr", "median"),
+        "perceptual_n": len(changed),
     }
 
 
