@@ -6,6 +6,7 @@ from afsl_bench.attacks import (  # noqa: F401  (registration)
     cw,
     distortions,
     eot_pgd,
+    fab,
     fgsm,
     nes,
     pgd,

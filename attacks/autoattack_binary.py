@@ -14,7 +14,9 @@ DLR / C&W loss), and Square with the margin loss (a score-based attack that grad
 As in AutoAttack each later member runs only on the points still robust (``early_stop``); a sample's
 result is its worst case over the members that ran on it: the first point that fools the detector, else
 the point with the highest margin loss. ``broken_by`` records, per sample, the index of the member that
-broke it (NaN: robust to all). FAB is not included (not implemented here).
+broke it (NaN: robust to all). FAB (attacks/fab.py; with two classes AutoAttack's targeted FAB-T is the
+untargeted FAB) is an optional member, ``members=(apgd-ce, apgd-margin, fab, square)``; the default set
+leaves it out, as its cells were planned before it existed.
 
 Arguments (defaults): eps 8/255, norm linf, steps 100 (each APGD), queries 5000 (Square), restarts 1
 (each APGD), members (apgd-ce, apgd-margin, square), direction both, early_stop True.
@@ -53,6 +55,7 @@ MEMBERS: dict[str, Member] = {
         "apgd", eps=a.eps, norm=a.norm, steps=a.steps, restarts=a.restarts, loss=Loss.MARGIN
     ),
     "square": lambda a: ATTACKS.build("square", eps=a.eps, norm=a.norm, queries=a.queries, loss=Loss.MARGIN),
+    "fab": lambda a: ATTACKS.build("fab", eps=a.eps, norm=a.norm, steps=a.steps, restarts=a.restarts),
     "pgd": lambda a: ATTACKS.build("pgd", eps=a.eps, norm=a.norm, steps=a.steps, restarts=a.restarts),
 }
 

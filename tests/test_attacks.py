@@ -51,7 +51,7 @@ def fast_params(name: str, **params) -> dict:
 
 
 #: minimum-norm attacks give back the input where they find no adversarial example within their budget
-RETURNS_INPUT_ON_FAILURE = {"cw"}
+RETURNS_INPUT_ON_FAILURE = {"cw", "fab"}
 
 
 def ready(name: str, model: nn.Module, **params):
