@@ -75,8 +75,13 @@ def leaderboard(
     plots: Annotated[
         bool, typer.Option(metavar="", help="redraw the plots (--no-plots keeps the files there)")
     ] = True,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="also write the leaderboard as a static site in this folder (index.html + plots)"),
+    ] = None,
 ) -> None:
-    """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries."""
+    """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries (and with
+    --html, a static site: sortable, filterable tables of every cell, their records and the plots)."""
     from afsl_bench import leaderboard as lb
     from afsl_bench.core.io import atomic_write_text
     from afsl_bench.sweep import load_suite
@@ -98,6 +103,12 @@ def leaderboard(
     block = lb.render(records, suite, lb.plot_links(plots_dir, output), banner)
     atomic_write_text(output, lb.replace_block(output.read_text(), block))
     entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records) if records else {})
+    if html is not None:
+        from afsl_bench.site import write_site
+
+        note = banner.removeprefix("> ").replace("**", "")
+        page = write_site(records, html, plots_dir, f"afsl-bench leaderboard ({suite})", note)
+        say(out, f"site: {page} ({len(records)} cells; opens from disk, no network requests)")
     say(
         out,
         f"{output}: generated block rewritten from {len(records)} records ({export}); "
