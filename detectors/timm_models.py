@@ -34,12 +34,17 @@ Each row of ``MODELS`` becomes a ``TimmDetector`` subclass and a registered fact
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from afsl_bench.core.registry import OmitAtDefault
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
 from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained_download
 
@@ -159,6 +164,71 @@ class TimmDetector(Detector):
         return self.backbone(x)
 
 
+class Padding(StrEnum):
+    """``efficientnet-b4``'s padding: ``pytorch`` (timm's ``efficientnet_b4``, symmetric) or ``deepfakebench``
+    (the network DeepfakeBench trains, for its released weights: below)."""
+
+    PYTORCH = "pytorch"
+    DEEPFAKEBENCH = "deepfakebench"
+
+
+class StaticPadConv2d(nn.Conv2d):
+    """A convolution after a fixed zero padding (left, right, top, bottom), whatever the input size."""
+
+    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int]) -> None:
+        super().__init__(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation, conv.groups,
+            conv.bias is not None,
+        )  # fmt: skip
+        self.pads = pads
+        self.weight = conv.weight
+        self.bias = conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pads))
+
+
+def static_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int, int, int]:
+    """TensorFlow "same" padding for an input of ``size`` (efficientnet_pytorch's Conv2dStaticSamePadding)."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return (total // 2, total - total // 2, total // 2, total - total // 2)
+
+
+#: efficientnet_pytorch builds B4's static paddings for this input size
+EFFICIENTNET_PYTORCH_SIZE = 380
+
+
+def deepfakebench_efficientnet(
+    cls: type[TimmDetector], head: Head | str, scale: float, pretrained: bool
+) -> TimmDetector:
+    """EfficientNet-B4 as DeepfakeBench builds it (training/networks/efficientnetb4.py): efficientnet_pytorch's
+    network (Tan & Le's TensorFlow original: BN eps 1e-3, "same" padding) with the padding fixed for a 380 px
+    input at construction, and its stem replaced by a plain stride-2 convolution without padding. Here:
+    timm's ``tf_efficientnet_b4`` (the same layers), its stem unpadded, and each strided depthwise
+    convolution padded as efficientnet_pytorch computed it for the input size it assumed there (190 px after
+    its own stem, then halved at each strided stage), which differs from "same" padding of DeepfakeBench's
+    actual 256 px inputs."""
+    model = cls(head, scale, pretrained)
+    if pretrained:
+        raise ValueError(
+            "padding=deepfakebench builds DeepfakeBench's network for its weights: pass weights="
+        )
+    backbone = timm.create_model("tf_efficientnet_b4", num_classes=0)
+    stem = backbone.conv_stem
+    backbone.conv_stem = nn.Conv2d(stem.in_channels, stem.out_channels, 3, stride=2, padding=0, bias=False)
+    size = math.ceil(EFFICIENTNET_PYTORCH_SIZE / 2)  # what efficientnet_pytorch assumed after its stem
+    for stage in backbone.blocks:
+        for block in stage:
+            conv = block.conv_dw
+            if conv.stride[0] > 1:
+                block.conv_dw = StaticPadConv2d(
+                    conv, static_same_pads(size, conv.kernel_size[0], conv.stride[0])
+                )
+                size = math.ceil(size / conv.stride[0])
+    model.backbone = backbone
+    return model
+
+
 def register(model: TimmModel) -> type[TimmDetector]:
     """The row's detector class and its registered factory; returns the class."""
     cls = type(
@@ -178,8 +248,27 @@ def register(model: TimmModel) -> type[TimmDetector]:
     ) -> TimmDetector:
         return build_with_weights(lambda: cls(head, scale, pretrained), weights, model.name, {"head": head})
 
+    def padded_factory(  # efficientnet-b4, the one row with a second padding scheme
+        head: Head = Head.LINEAR,
+        scale: float = 64.0,
+        weights: Weights = None,
+        pretrained: bool = False,
+        padding: Annotated[Padding, OmitAtDefault()] = Padding.PYTORCH,
+    ) -> TimmDetector:
+        if Padding(padding) is Padding.PYTORCH:
+            build = lambda: cls(head, scale, pretrained)
+        else:
+            build = lambda: deepfakebench_efficientnet(cls, head, scale, pretrained)
+        return build_with_weights(build, weights, model.name, {"head": head, "padding": Padding(padding)})
+
+    if model.name == "efficientnet-b4":
+        factory = padded_factory
     factory.__name__ = factory.__qualname__ = model.name.replace("-", "_")
-    factory.__doc__ = f"{model.summary}\n\n{WEIGHTS_DOC}\n"
+    factory.__doc__ = f"{model.summary}\n\n{WEIGHTS_DOC}\n" + (
+        "``padding``: pytorch, or deepfakebench (DeepfakeBench's network, for its weights).\n"
+        if factory is padded_factory
+        else ""
+    )
     factory.__annotations__["return"] = cls
     DETECTORS.register(model.name)(factory)
     return cls

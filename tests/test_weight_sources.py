@@ -42,14 +42,21 @@ def randomised(module: nn.Module, seed: int) -> nn.Module:
 
 
 def random_values(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Fill a state dict in place: positive running variances, small weights, larger 1-D parameters."""
+    """Fill a state dict in place, keeping activations in range so that the output depends on the input: weights
+    of std 1 / sqrt(fan-in), batch-norm scales in [0.5, 1.5], running variances in [0.5, 2], small shifts."""
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, tensor in state.items():
-            if name.endswith("running_var"):
+            if not tensor.is_floating_point():
+                continue
+            if tensor.dim() > 1:
+                tensor.normal_(0, tensor[0].numel() ** -0.5)
+            elif name.endswith("running_var"):
                 tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.1 if tensor.dim() > 1 else 0.5)
+            elif name.endswith("weight"):
+                tensor.uniform_(0.5, 1.5)
+            else:  # biases and running means
+                tensor.normal_(0, 0.1)
     return state
 
 
@@ -67,8 +74,11 @@ def save(state: dict[str, torch.Tensor], path) -> str:
     return str(path)
 
 
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
+def max_diff(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest logit difference; the reference's logits must differ between the batch's images (a
+    random network whose output ignores its input would make any mapping look right)."""
+    assert reference.std(0).min() > 1e-2 * reference.abs().max(), f"degenerate reference logits {reference}"
+    return (ours - reference).abs().max().item()
 
 
 # ------------------------------------------------------------------------------ Xception (timm runs it)
@@ -133,6 +143,52 @@ def test_deepfakebench_resnet34_gives_the_logits_of_torchvisions_network(tmp_pat
     x = images(64)
     with torch.no_grad():
         assert max_diff(model(x), source((x - HALF) / HALF)) < 1e-4
+
+
+# ------------------------------------------------------------------------------ EfficientNet-B4 (efficientnet_pytorch)
+
+
+class DeepfakeBenchEfficientNet(nn.Module):
+    """DeepfakeBench's EfficientNetB4 backbone (training/networks/efficientnetb4.py) from efficientnet_pytorch:
+    its 380 px network with the stem replaced by an unpadded convolution, no classifier, then last_layer."""
+
+    def __init__(self, efficientnet_pytorch) -> None:
+        super().__init__()
+        self.efficientnet = efficientnet_pytorch.EfficientNet.from_name("efficientnet-b4")
+        self.efficientnet._conv_stem = nn.Conv2d(3, 48, kernel_size=3, stride=2, bias=False)
+        self.efficientnet._fc = nn.Identity()
+        self.last_layer = nn.Linear(1792, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(F.adaptive_avg_pool2d(self.efficientnet.extract_features(x), 1).flatten(1))
+
+
+def calibrated(module: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Batch-norm statistics measured on ``x`` (a deep random network with made-up statistics drifts to an
+    output that ignores its input)."""
+    for norm in module.modules():
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            norm.reset_running_stats()
+            norm.momentum = None  # the cumulative average over the calls
+    with torch.no_grad():
+        module.train()(x)
+    return module.eval()
+
+
+def test_deepfakebench_efficientnet_b4_gives_the_logits_of_efficientnet_pytorch(tmp_path):
+    source = randomised(DeepfakeBenchEfficientNet(pytest.importorskip("efficientnet_pytorch")), seed=4)
+    calibrated(source, (torch.rand(8, 3, 256, 256) - HALF) / HALF)
+    state = {f"backbone.{k}": v for k, v in source.state_dict().items()}
+    weights = save(state, tmp_path / "effnb4.pth")
+    model = load_detector("efficientnet-b4", weights=f"deepfakebench:{weights}", padding="deepfakebench")
+    x = images(256, n=2)  # DeepfakeBench's resolution: its paddings were fixed for 380 px, not for this
+    with torch.no_grad():
+        assert max_diff(model(x), source((x - HALF) / HALF)) < 1e-3
+
+
+def test_efficientnet_b4_from_deepfakebench_asks_for_its_padding(tmp_path):
+    with pytest.raises(ConfigError, match=r"--set detector\.padding=deepfakebench"):
+        DETECTORS.build("efficientnet-b4", weights=f"deepfakebench:{save({}, tmp_path / 'e.pth')}")
 
 
 # ------------------------------------------------------------------------------ MesoNet (restated forward)

@@ -18,9 +18,12 @@ Every detector config trains at 256 x 256 with mean = std = 0.5 per channel. The
   ``nn.Sequential`` of its children, so ``resnet.0`` is conv1 and ``resnet.4``-``7`` are layer1-4), then
   ``fc``; timm's ``resnet34`` has torchvision's names.
 
-EfficientNet-B4 has no layout yet: DeepfakeBench builds it with ``efficientnet_pytorch``, whose convolutions
-pad TensorFlow-"same" style for a fixed 380 px input after a stem without padding, so its forward differs
-from timm's ``efficientnet_b4`` and a renamed state dict would not give its logits.
+- ``efficientnet-b4``: ``efficientnet_pytorch``'s EfficientNet-B4 as ``backbone.efficientnet`` (its blocks one
+  flat list ``_blocks.0``-``31``; timm numbers them by stage, 2, 4, 4, 6, 6, 8, 2 blocks), then
+  ``last_layer``. Its convolutions pad TensorFlow-"same" style as computed for a 380 px input, and
+  DeepfakeBench replaced its stem by a convolution without padding: it needs
+  ``detector.padding=deepfakebench`` (detectors/timm_models.py rebuilds exactly that network from timm's
+  ``tf_efficientnet_b4``).
 """
 
 from __future__ import annotations
@@ -102,10 +105,48 @@ RESNET34 = Layout(
     requires=LINEAR,
 )  # fmt: skip
 
+#: B4's blocks per stage (depth multiplier 1.8 on EfficientNet-B0's 1, 2, 2, 3, 3, 4, 1)
+B4_STAGES = (2, 4, 4, 6, 6, 8, 2)
+#: efficientnet_pytorch's layer names -> timm's: the first stage's blocks have no expansion convolution
+SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
+             "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}  # fmt: skip
+INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+            "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
+            "_bn2": "bn3"}  # fmt: skip
+
+
+def efficientnet_block_renames() -> tuple:
+    flat = [(stage, index) for stage, count in enumerate(B4_STAGES) for index in range(count)]
+    return tuple(
+        rename(
+            rf"backbone\.efficientnet\._blocks\.{i}\.{name}\.(.+)",
+            rf"backbone.blocks.{stage}.{index}.{ours}.\1",
+        )
+        for i, (stage, index) in enumerate(flat)
+        for name, ours in (SEPARABLE if stage == 0 else INVERTED).items()
+    )
+
+
+EFFICIENTNET_B4 = Layout(
+    detector="efficientnet-b4",
+    network="EfficientNetB4",
+    renames=(
+        rename(r"backbone\.efficientnet\._conv_stem\.weight", "backbone.conv_stem.weight"),
+        rename(r"backbone\.efficientnet\._bn0\.(.+)", r"backbone.bn1.\1"),
+        *efficientnet_block_renames(),
+        rename(r"backbone\.efficientnet\._conv_head\.weight", "backbone.conv_head.weight"),
+        rename(r"backbone\.efficientnet\._bn1\.(.+)", r"backbone.bn2.\1"),
+        rename(r"backbone\.last_layer\.(weight|bias)", r"head.\1"),
+    ),
+    mean=MEAN, std=STD, input_size=RESOLUTION,
+    ignored=(r"backbone\.adjust_channel\..+",),
+    requires={**LINEAR, "padding": ("deepfakebench", "its convolutions pad as efficientnet_pytorch's for 380 px")},
+)  # fmt: skip
+
 DEEPFAKEBENCH = register_source(
     Source(
         name="deepfakebench",
         citation="DeepfakeBench (Yan et al., NeurIPS 2023 D&B), https://github.com/SCLBD/DeepfakeBench",
-        layouts=(XCEPTION, MESO4, MESOINCEPTION4, RESNET34),
+        layouts=(XCEPTION, MESO4, MESOINCEPTION4, RESNET34, EFFICIENTNET_B4),
     )
 )
