@@ -153,7 +153,7 @@ def test_ensemble_early_stop_changes_cost_not_the_worst_case(model, data, ensemb
 
 
 @pytest.mark.parametrize("params, word", [
-    ({"members": ("apgd-ce", "fab")}, "members"), ({"members": ("apgd-ce", "apgd-ce")}, "members"),
+    ({"members": ("apgd-ce", "fab-t")}, "members"), ({"members": ("apgd-ce", "apgd-ce")}, "members"),
     ({"queries": 0}, "queries"), ({"norm": "l1"}, "norm"),
 ])
 def test_ensemble_bad_parameters(params, word):
