@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--norm", choices=[*BUDGETS, "both"], default="both")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -54,6 +55,8 @@ def main() -> None:
         f"{args.detector} + {args.defense} on {args.samples} {args.dataset} test images: clean {100 * clean:.1f} %"
     )
     for norm, eps in BUDGETS.items():
+        if args.norm not in (norm, "both"):
+            continue
         methods = {
             f"ours FAB-{args.steps}": {"name": "fab"},
             f"torchattacks FAB-{args.steps}": {"name": "fab", "backend": "torchattacks"},
