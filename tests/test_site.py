@@ -55,8 +55,16 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def visible(browser):
-    return [r for r in browser.find_elements("css selector", "#cells tbody tr") if r.is_displayed()]
+#: the shown rows' cells, read in one script call (a WebDriver round trip per row would take seconds)
+SHOWN = (
+    "return Array.from(document.querySelectorAll('#cells tbody tr')).filter(r => !r.hidden)"
+    ".map(r => ({cell: r.dataset.cell, defense: r.dataset.defense,"
+    " values: Array.from(r.cells).map(c => c.dataset.value)}))"
+)
+
+
+def visible(browser) -> list[dict]:
+    return browser.execute_script(SHOWN)
 
 
 def requests_outside(browser, page: Path) -> tuple[list[str], list[str]]:
@@ -99,10 +107,7 @@ def test_clicking_a_header_sorts_the_rows_and_again_reverses_them(browser, page,
     column = next(c for c, (_, key, _) in enumerate(COLUMNS) if key == "robust_acc")
 
     def values():
-        return [
-            float(r.find_elements("tag name", "td")[column].get_attribute("data-value"))
-            for r in visible(browser)
-        ]
+        return [float(row["values"][column]) for row in visible(browser)]
 
     before = values()
     header.click()
@@ -120,15 +125,14 @@ def test_a_filter_hides_the_other_rows(browser, page, records):
     Select(browser.find_element("css selector", 'select[data-filter="defense"]')).select_by_value("at")
     shown = visible(browser)
     assert 0 < len(shown) == wanted < len(records)
-    assert {r.get_attribute("data-defense") for r in shown} == {"at"}
+    assert {row["defense"] for row in shown} == {"at"}
     assert browser.find_element("id", "shown").text == str(wanted)
 
 
 def test_a_clicked_row_shows_its_settings_and_record(browser, page, records):
     browser.get(page.as_uri())
-    row = visible(browser)[3]
-    row.click()
-    cell = row.get_attribute("data-cell")
+    cell = visible(browser)[3]["cell"]
+    browser.find_element("css selector", f'tr[data-cell="{cell}"] td').click()
     detail = browser.find_element("id", "detail")
     assert detail.is_displayed() and cell in detail.find_element("tag name", "h2").text
     record = next(r for r in records if r["cell_id"] == cell)
