@@ -154,8 +154,14 @@ class TimmDetector(Detector):
 
     timm_name: str = ""
 
-    def __init__(self, head: Head | str = Head.LINEAR, scale: float = 64.0, pretrained: bool = False) -> None:
-        backbone = create_backbone(self.timm_name, pretrained)
+    def __init__(
+        self,
+        head: Head | str = Head.LINEAR,
+        scale: float = 64.0,
+        pretrained: bool = False,
+        timm_name: str = "",
+    ) -> None:
+        backbone = create_backbone(timm_name or self.timm_name, pretrained)
         cfg = backbone.pretrained_cfg
         super().__init__(backbone.num_features, head, scale, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
         self.backbone = backbone
@@ -208,12 +214,12 @@ def deepfakebench_efficientnet(
     convolution padded as efficientnet_pytorch computed it for the input size it assumed there (190 px after
     its own stem, then halved at each strided stage), which differs from "same" padding of DeepfakeBench's
     actual 256 px inputs."""
-    model = cls(head, scale, pretrained)
     if pretrained:
         raise ValueError(
             "padding=deepfakebench builds DeepfakeBench's network for its weights: pass weights="
         )
-    backbone = timm.create_model("tf_efficientnet_b4", num_classes=0)
+    model = cls(head, scale, timm_name="tf_efficientnet_b4")
+    backbone = model.backbone
     stem = backbone.conv_stem
     backbone.conv_stem = nn.Conv2d(stem.in_channels, stem.out_channels, 3, stride=2, padding=0, bias=False)
     size = math.ceil(EFFICIENTNET_PYTORCH_SIZE / 2)  # what efficientnet_pytorch assumed after its stem
@@ -225,7 +231,6 @@ def deepfakebench_efficientnet(
                     conv, static_same_pads(size, conv.kernel_size[0], conv.stride[0])
                 )
                 size = math.ceil(size / conv.stride[0])
-    model.backbone = backbone
     return model
 
 
