@@ -10,6 +10,10 @@ bit). Encoder settings are FFmpeg's libx264 defaults, as their command line: pre
   between unrelated samples of a batch.
 - Clips [N,T,3,H,W]: each clip is encoded as one T-frame video (inter-frame prediction within the clip).
 - yuv420p needs an even width and height: odd sizes are padded by edge replication and cropped back.
+- Encoder and decoder run on one thread each: libx264's sliced threads cut a picture into one slice per
+  thread, so with FFmpeg's automatic thread count the output of a 224-px image depended on the machine's
+  core count (and a CI run once saw a clip's first frame differ between two identical calls). One thread
+  makes the round trip a function of its input alone, on any machine.
 - Pixels are rounded to 8 bits and converted RGB -> YUV 4:2:0 -> RGB by FFmpeg's swscale, which loses a
   little even at a low CRF. No gradient: EOT-PGD passes the codec straight through (BPDA).
 
@@ -78,6 +82,7 @@ def round_trip(frames: np.ndarray, crf: int) -> np.ndarray:
     """Encode [T,H,W,3] uint8 RGB frames as one H.264 stream and decode it back (even H and W)."""
     av = require_av()
     encoder = av.CodecContext.create("libx264", "w")
+    encoder.thread_count = 1  # one slice: the bitstream must not depend on the machine's core count
     encoder.width, encoder.height, encoder.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
     encoder.time_base = Fraction(1, 25)
     encoder.options = {"crf": str(crf), "preset": PRESET}
@@ -88,6 +93,7 @@ def round_trip(frames: np.ndarray, crf: int) -> np.ndarray:
         packets += encoder.encode(frame)  # PyAV converts rgb24 to the encoder's yuv420p
     packets += encoder.encode(None)  # flush the frames the encoder buffered (look-ahead, B-frames)
     decoder = av.CodecContext.create("h264", "r")
+    decoder.thread_count = 1
     decoded = [f for packet in [*packets, None] for f in decoder.decode(packet)]
     if len(decoded) != len(frames):
         raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {len(frames)}")
