@@ -53,6 +53,7 @@ from afsl_bench.execute import (
     subset_test,
     trained_model,
 )
+from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.plan import (
     DEFAULT_RULE,
     SAMPLES,
@@ -86,6 +87,7 @@ def run(
     batch_size: int = 256,
     force: bool = False,
     checks: bool = True,
+    compile: Compile | str = Compile.AUTO,
     progress: Progress | None = None,
 ) -> CellOutcome:
     """One cell by registered names, exactly as ``afsl-bench run``: train (or load) the detector with the
@@ -93,7 +95,7 @@ def run(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     spec = plan_cell(detector, defense, attack, dataset, eval_dataset, list(overrides), seed)
-    options = RunOptions(Path(results_dir), device, batch_size, force, checks)
+    options = RunOptions(Path(results_dir), device, batch_size, force, checks, compile=Compile(compile))
     return run_cell(spec, options, progress)
 
 
@@ -148,6 +150,7 @@ def evaluate(
     batch_size: int = 256,
     checks: bool = True,
     results_dir: str | Path | None = None,
+    compile: Compile | str = Compile.AUTO,
 ) -> CellOutcome:
     """Evaluate ``model`` clean and under ``attack`` on ``dataset``'s test split; see the module docstring.
 
@@ -157,7 +160,8 @@ def evaluate(
     (``--set eval.threshold``, afsl_bench.plan.DecisionRule);
     ``samples``: a fixed subset of N test images (the one the CLI's ``--set eval.samples=N`` picks);
     ``name`` / ``defense``: how the model is labelled in the record and tables (default: its class name,
-    ``external``); ``results_dir``: also store the record there (and a transfer attack's surrogate
+    ``external``); ``compile``: how the frozen model is prepared for the attack (``afsl_bench.core.speed``;
+    ``off`` runs ``model`` as given); ``results_dir``: also store the record there (and a transfer attack's surrogate
     checkpoints; default ``results``)."""
     device_ = resolve_device(device)
     attack_c = _attack_component(attack, eps, attack_params or {})
@@ -187,16 +191,18 @@ def evaluate(
     context = AttackContext(surrogate=trainer, seed=seed, used=used)
     bound = attack_.prepare(context)
     tic = time.perf_counter()
-    table = score_split(wrapped, bound, bundle.test, batch_size=batch_size, device=device_, seed=seed)
+    fast = FrozenModel(wrapped, compile)
+    table = score_split(fast, bound, bundle.test, batch_size=batch_size, device=device_, seed=seed)
     timings |= {"train_s": 0.0, "eval_s": time.perf_counter() - tic}  # trained elsewhere: no training here
     flags = (
-        cell_checks(wrapped, bound, bundle, table, device_, seed, RunOptions(device=device))
+        cell_checks(fast, bound, bundle, table, device_, seed, RunOptions(device=device))
         if checks
         else {"checked": False}
     )
     trained = TrainResult(wrapped, True, [], 0, val_metrics, 0.0)
     record = make_record(spec, table, trained, bundle, device_, timings)
     record["surrogates"], record["flags"] = used, flags | {"store": []}
+    record["runtime"] = fast.runtime()
     record["decision"] = {"rule": rule.value, "threshold": float(wrapped.threshold)}
     if results_dir is not None:
         store.write(record, table)

@@ -9,11 +9,16 @@ trip) are appended to the table under their own names.
 Clean scores depend on the trained model and the evaluation split only, not on the attack: a caller that
 has them (the runner's cache, ``RecordStore.clean_scores``) passes them in as ``clean_scores`` and the clean
 forward pass is skipped; ``clean_fingerprint`` names the weights and samples they are valid for.
+
+Every forward pass goes through a ``FrozenModel`` (``afsl_bench.core.speed``: batch norm folded, channels-last,
+compiled where it pays; ``compile``), which is told after each batch how long it took and how many remain.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -24,6 +29,7 @@ from afsl_bench.attacks.ops import attacked_mask
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.types import Split
 from afsl_bench.detectors.base import Detector
+from afsl_bench.core.speed import Compile, FrozenModel
 
 
 def margin(logits: torch.Tensor) -> torch.Tensor:
@@ -78,7 +84,7 @@ def perceptual(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def evaluate(
-    model: Detector,
+    model: Detector | FrozenModel,
     attack: Attack,
     split: Split,
     *,
@@ -87,21 +93,29 @@ def evaluate(
     seed: int,
     on_batch: Callable[[int, int], None] = lambda done, total: None,
     clean_scores: torch.Tensor | None = None,
+    compile: Compile | str = Compile.AUTO,
 ) -> pd.DataFrame:
     """Per-sample clean and adversarial scores, perturbation norms and whether the sample was attacked.
 
     ``clean_scores``: this model's clean margins on ``split`` (one per sample, in split order), e.g. the
-    ``clean_score`` column of an earlier table; given, they are used instead of a clean forward pass."""
+    ``clean_score`` column of an earlier table; given, they are used instead of a clean forward pass.
+    ``model`` may be a ``FrozenModel`` already (the caller then reads its ``runtime()``); otherwise it is
+    prepared here with ``compile``."""
     if len(split) == 0:
         raise ConfigError("the evaluation split is empty: give the data set more samples (or another split)")
     if clean_scores is not None and len(clean_scores) != len(split):
         raise ValueError(f"clean_scores has {len(clean_scores)} scores for a split of {len(split)} samples")
+    model = model if isinstance(model, FrozenModel) else FrozenModel(model.eval(), compile)
     model = model.to(device).eval()
     torch.manual_seed(seed)  # random starts and restarts are reproducible for a given cell
     rows = []
     done = 0
-    for batch in split.batches(batch_size):
+    batches = math.ceil(len(split) / batch_size)
+    for index, batch in enumerate(split.batches(batch_size)):
         batch = batch.to(device)
+        if index == 0:
+            model.warm_up(batch.x)  # compile (``on``) before the clock starts
+        tic = time.perf_counter()
         if clean_scores is None:
             with torch.inference_mode():
                 clean = margin(model(batch.x))
@@ -124,6 +138,7 @@ def evaluate(
             }
             | {key: value.float().cpu() for key, value in out.info.items()}
         )
+        model.after_batch(batch.x, time.perf_counter() - tic, batches - index - 1)
         on_batch(done, len(split))
     columns = {key: torch.cat([r[key] for r in rows]).numpy() for key in rows[0]}
     clash = set(columns) & {"sample_id", "video_id", "method", "label"}

@@ -28,6 +28,7 @@ from afsl_bench.defenses.training import TrainResult, train
 from afsl_bench.detectors.base import Detector
 from afsl_bench.env import resolve_device
 from afsl_bench.evaluation import clean_fingerprint, evaluate
+from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.plan import (
     EVAL_ONLY,
     SAMPLES,
@@ -57,6 +58,8 @@ class RunOptions:
     #: run the gradient-masking / sanity probes (afsl_bench/checks.py) and record their flags
     checks: bool = True
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    #: how the frozen model is prepared for the attacks (afsl_bench/frozen.py); the record notes it
+    compile: Compile = Compile.AUTO
 
 
 @dataclass
@@ -104,7 +107,9 @@ def run_cell(
 
     progress.on_stage("train")
     resumed: list[int] = []
-    trained = _train(spec.training, train_bundle, store, device, _watch_resume(progress, resumed))
+    trained = _train(
+        spec.training, train_bundle, store, device, _watch_resume(progress, resumed), options.compile
+    )
     timings["train_s"] = trained.seconds
     rule = decision_rule(spec)
     if rule is DecisionRule.MARGIN:
@@ -112,14 +117,15 @@ def run_cell(
 
     progress.on_stage("attack")
     used: list[str] = []  # the training ids of surrogates (transfer attacks), recorded
-    trainer = _surrogate_trainer(spec.training, train_bundle, store, device, progress, used)
+    trainer = _surrogate_trainer(spec.training, train_bundle, store, device, progress, used, options.compile)
     context = AttackContext(surrogate=trainer, seed=spec.training.seed, used=used)
     attack = build_attack(spec.attack).prepare(context)
     tic = time.perf_counter()
     clean_key, fingerprint = _clean_key(spec), clean_fingerprint(trained.model, eval_bundle.test)
     clean_scores = store.clean_scores(clean_key, fingerprint)  # shared by every attack on this model + set
+    fast = FrozenModel(trained.model.to(device).eval(), options.compile)
     samples = evaluate(
-        trained.model,
+        fast,
         attack,
         eval_bundle.test,
         batch_size=options.batch_size,
@@ -137,7 +143,7 @@ def run_cell(
         progress.on_stage("checks")
         memo = store.probe_memo(content_hash([spec.training.train_id, spec.eval_data]))
         flags = cell_checks(
-            trained.model, attack, eval_bundle, samples, device, spec.training.seed, options, memo=memo
+            fast, attack, eval_bundle, samples, device, spec.training.seed, options, memo=memo
         )
     else:
         flags = {"checked": False}
@@ -148,6 +154,7 @@ def run_cell(
         spec, samples, trained, eval_bundle, device, timings, resumed[0] if resumed else None
     )
     record["surrogates"] = context.used
+    record["runtime"] = fast.runtime()
     record["decision"] = {"rule": rule.value, "threshold": float(trained.model.threshold)}
     record["flags"] = flags | {"store": store_flags([*_related(store, spec), record])}
     store.write(record, samples)
@@ -211,7 +218,7 @@ def trained_model(training: TrainSpec, options: RunOptions | None = None) -> tup
     options = options or RunOptions()
     store, device = RecordStore(options.results_dir), resolve_device(options.device)
     bundle = load_dataset(training.train_data)
-    model = _train(training, bundle, store, device, Progress()).model
+    model = _train(training, bundle, store, device, Progress(), options.compile).model
     return model.to(device).eval(), bundle
 
 
@@ -245,7 +252,12 @@ def _watch_resume(progress: Progress, resumed: list[int]) -> Progress:
 
 
 def _train(
-    training: TrainSpec, bundle: DataBundle, store: RecordStore, device: torch.device, progress: Progress
+    training: TrainSpec,
+    bundle: DataBundle,
+    store: RecordStore,
+    device: torch.device,
+    progress: Progress,
+    compile: Compile = Compile.AUTO,
 ) -> TrainResult:
     torch.manual_seed(training.seed)  # the initial weights are part of what the seed fixes
     return train(
@@ -258,6 +270,7 @@ def _train(
         train_id=training.train_id,
         device=device,
         on_progress=progress.on_train,
+        compile=compile,
     )
 
 
@@ -268,6 +281,7 @@ def _surrogate_trainer(
     device: torch.device,
     progress: Progress,
     used: list[str],
+    compile: Compile = Compile.AUTO,
 ) -> Callable[[str, str, int | None, str | None], torch.nn.Module]:
     """For attacks that need a surrogate (transfer): train, or load from the cache, a detector + defense
     with the target's training settings, on the target's training data unless another data set is named;
@@ -277,8 +291,8 @@ def _surrogate_trainer(
         spec = surrogate_spec(target, detector, defense, target.seed if seed is None else seed, data)
         progress.on_stage("surrogate")
         data_bundle = bundle if spec.train_data == target.train_data else load_dataset(spec.train_data)
-        model = _train(spec, data_bundle, store, device, progress).model
+        model = _train(spec, data_bundle, store, device, progress, compile).model
         used.append(spec.train_id)
-        return model.to(device).eval()
+        return FrozenModel(model.to(device).eval(), compile)
 
     return surrogate

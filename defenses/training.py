@@ -35,6 +35,7 @@ from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.defenses.base import Defense, TrainContext
 from afsl_bench.defenses.validation import calibrate, robust_margins, robust_subset, validate
 from afsl_bench.detectors.base import Detector
+from afsl_bench.core.speed import Compile, FastTraining
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class RunState:
 
 def train(model: Detector, defense: Defense, bundle: DataBundle, settings: TrainSettings, *, seed: int,
           checkpoint_dir: Path, train_id: str, device: torch.device | str,
-          on_progress: Progress | None = None) -> TrainResult:
-    """Train ``model`` with ``defense`` on ``bundle.train`` (or load ``<train_id>.pt``); see module doc."""
+          on_progress: Progress | None = None, compile: Compile | str = Compile.AUTO) -> TrainResult:
+    """Train ``model`` with ``defense`` on ``bundle.train`` (or load ``<train_id>.pt``); see module doc.
+    ``compile``: how the training step is made fast (``afsl_bench.core.speed.FastTraining``; not part of the
+    training's identity: the modes agree up to float rounding)."""
     notify = on_progress or (lambda event: None)
     torch.manual_seed(seed)
     model.to(device)
@@ -137,10 +140,12 @@ def train(model: Detector, defense: Defense, bundle: DataBundle, settings: Train
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{train_id}.partial.pt")
     run = start_or_resume(model, settings, len(bundle.train), partial, notify)
-    for epoch in range(run.epoch + 1, settings.epochs + 1):
-        run_epoch(model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify)
-        save_atomic(partial_payload(model, run), partial)
-        notify({"phase": "epoch", "epochs": settings.epochs, **run.history[-1], "best_epoch": run.best_epoch})
+    with FastTraining(model, compile) as fast:
+        for epoch in range(run.epoch + 1, settings.epochs + 1):
+            run_epoch(model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify)
+            fast.after_epoch(run.history[-1]["seconds"], settings.epochs - epoch, device)
+            save_atomic(partial_payload(model, run), partial)
+            notify({"phase": "epoch", "epochs": settings.epochs, **run.history[-1], "best_epoch": run.best_epoch})
     result = finish(model, bundle.val, run, settings, final, device)
     partial.unlink(missing_ok=True)
     notify({"phase": "done", "best_epoch": result.best_epoch, **result.val_metrics})

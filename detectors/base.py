@@ -77,6 +77,14 @@ def fold_threshold(logits: torch.Tensor, threshold: torch.Tensor) -> torch.Tenso
     return logits + torch.stack([threshold / 2, -threshold / 2]).to(logits.dtype)
 
 
+def require_clips(x: torch.Tensor, detector: str) -> None:
+    """A video detector's input check: [N, T, 3, H, W] clips, or a ValueError naming the detector. Modules
+    that call it register it with ``torch.fx.wrap`` so that tracing (batch-norm folding,
+    ``afsl_bench.core.speed``) records the check as one call instead of failing on ``x.dim()``."""
+    if x.dim() != 5:
+        raise ValueError(f"{detector} takes clips [N, T, 3, H, W], got a tensor of shape {tuple(x.shape)}")
+
+
 class Detector(nn.Module):
     """Base class: subclasses implement ``features(x_normalised) -> z`` of size ``feature_dim``."""
 

@@ -19,8 +19,11 @@ import torch
 from torch import nn
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.base import DETECTORS, Detector, Head, require_clips
 from afsl_bench.detectors.weights import WEIGHTS_HINT, Weights, build_with_weights
+
+
+torch.fx.wrap("require_clips")  # traced as one call (batch-norm folding), see require_clips
 
 
 class Temporal(StrEnum):
@@ -89,8 +92,7 @@ class CnnGru(Detector):
         self.input_size = backbone.input_size
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"cnn-gru takes clips [N, T, 3, H, W], got a tensor of shape {tuple(x.shape)}")
+        require_clips(x, "cnn-gru")
         n, t = x.shape[:2]
         frames = self.backbone.embed(x.flatten(0, 1)).view(n, t, -1)
         return self.temporal(frames)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, video
 
-from afsl_bench.detectors.base import DETECTORS, Detector, Head
+from afsl_bench.detectors.base import DETECTORS, Detector, Head, require_clips
 from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained_download
 
 
@@ -28,6 +28,8 @@ class VideoArch:
     build: Any  # torchvision builder: (weights=...) -> VideoResNet
     weights: WeightsEnum
 
+
+torch.fx.wrap("require_clips")  # traced as one call (batch-norm folding), see require_clips
 
 ARCHS = {
     "r3d-18": VideoArch("r3d_18", video.r3d_18, video.R3D_18_Weights.KINETICS400_V1),
@@ -52,10 +54,7 @@ class VideoResNet3D(Detector):
         self.backbone = net
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(
-                f"video ResNets take clips [N, T, 3, H, W], got a tensor of shape {tuple(x.shape)}"
-            )
+        require_clips(x, "video ResNets")
         return self.backbone(x.transpose(1, 2))
 
 

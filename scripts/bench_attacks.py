@@ -1,5 +1,9 @@
 """Benchmark: wall time of our PGD / APGD against a bare gradient loop, torchattacks and ART.
 
+Ours runs three ways (``afsl_bench.core.speed``): on the eager model, on the frozen model with batch norm
+folded and channels-last (``--compile auto`` before it decides to compile), and compiled (``--compile on``;
+its compile time, on the two-sample warm-up, is printed apart and not in the ratios).
+
 One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights, eval
 mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method
 once, in a rotating order), reported as the median time and its ratio to the bare loop: ``steps`` x (forward
@@ -33,6 +37,7 @@ from torch import nn
 
 from afsl_bench.attacks.apgd import APGD
 from afsl_bench.attacks.pgd import PGD
+from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.detectors import DETECTORS
 
 
@@ -50,12 +55,22 @@ def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, ex
 
 def methods(model: nn.Module, steps: int, eps: float, skip: set[str]) -> dict[str, Callable]:
     """name -> f(x, y); the first of each group is the reference its ratios use."""
+    pgd = PGD(eps=eps, step_size=eps / 4, steps=steps, early_stop=False)
+    apgd = APGD(eps=eps, steps=steps, early_stop=False)
+    folded = FrozenModel(model, Compile.AUTO)  # never told about batches: folded + channels-last, eager
     found: dict[str, Callable] = {
         f"bare loop {steps} grad": partial(bare_loop, model, steps=steps, extra_forward=False),
-        f"ours PGD-{steps}": partial(PGD(eps=eps, step_size=eps / 4, steps=steps, early_stop=False), model),
+        f"ours PGD-{steps}": partial(pgd, model),
+        f"ours PGD-{steps} folded": partial(pgd, folded),
         f"bare loop {steps} grad + 1 fwd": partial(bare_loop, model, steps=steps, extra_forward=True),
-        f"ours APGD-{steps}": partial(APGD(eps=eps, steps=steps, early_stop=False), model),
+        f"ours APGD-{steps}": partial(apgd, model),
+        f"ours APGD-{steps} folded": partial(apgd, folded),
     }
+    if "compiled" not in skip:
+        compiled = FrozenModel(model, Compile.ON)
+        found[f"ours PGD-{steps} compiled"] = partial(pgd, compiled)
+        found[f"ours APGD-{steps} compiled"] = partial(apgd, compiled)
+        found["_compiled"] = compiled  # type: ignore[assignment]  # measure() warms it up and drops it
     if "torchattacks" not in skip:
         import torchattacks
 
@@ -113,7 +128,7 @@ def parse_args() -> argparse.Namespace:
     # one thread by default: on a shared two-core machine two spinning threads gave 10x outliers
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["torchattacks", "art"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["torchattacks", "art", "compiled"])
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: process time, steadier on a shared machine (use with --threads 1)")
     return parser.parse_args()
@@ -121,6 +136,11 @@ def parse_args() -> argparse.Namespace:
 
 def measure(todo: dict[str, Callable], x: torch.Tensor, y: torch.Tensor, repeats: int,
             clock: Callable[[], float]) -> dict[str, list[float]]:
+    compiled = todo.pop("_compiled", None)
+    if compiled is not None:
+        compiled.warm_up(x)
+        print(f"compile (forward + input gradient, and forward alone): {compiled.compile_s:.1f} s; "
+              f"{compiled.runtime()['notes'] or 'no fallback'}")
     for fn in todo.values():  # warm-up on two samples: imports, allocator, kernel selection
         fn(x[:2], y[:2])
     times: dict[str, list[float]] = {name: [] for name in todo}

@@ -18,11 +18,13 @@ from afsl_bench.cli import render
 from afsl_bench.cli.console import err, out, say
 from afsl_bench.cli.options import (
     BATCH_SIZE,
+    COMPILE,
     DEVICE,
     RESULTS_DIR,
     SEED,
     BatchSize,
     Checks,
+    CompileOption,
     Device,
     ExecutorKind,
     ResultsDir,
@@ -48,6 +50,7 @@ def run(
         bool, typer.Option(metavar="", help="recompute even if this cell has a finished record")
     ] = False,
     checks: Checks = True,
+    compile: CompileOption = COMPILE,
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="print the record as JSON on stdout")
     ] = False,
@@ -73,6 +76,7 @@ def run(
             batch_size=batch_size,
             force=force,
             checks=checks,
+            compile=compile,
             progress=progress.callbacks(),
         )
     if as_json:
@@ -92,6 +96,7 @@ def sweep(
     batch_size: BatchSize = BATCH_SIZE,
     results_dir: ResultsDir = RESULTS_DIR,
     checks: Checks = True,
+    compile: CompileOption = COMPILE,
     executor: Annotated[
         ExecutorKind, typer.Option(help="local: cells one after another here; ray: cells as Ray tasks")
     ] = ExecutorKind.LOCAL,
@@ -122,7 +127,9 @@ def sweep(
 
         resolve_device(device)
     runner = RayExecutor(address) if executor is ExecutorKind.RAY else LocalExecutor()
-    options = RunOptions(results_dir=results_dir, device=device, batch_size=batch_size, checks=checks)
+    options = RunOptions(
+        results_dir=results_dir, device=device, batch_size=batch_size, checks=checks, compile=compile
+    )
     with SweepProgress(err, plan.name, total=len(plan.cells), to_run=len(todo)) as progress:
         outcome = run_sweep(plan, options, progress.on_cell, runner)
     say(out, render.sweep_summary(plan.name, outcome, RecordStore(results_dir).records))
@@ -143,6 +150,7 @@ def gate(
     ] = False,
     device: Device = DEVICE,
     results_dir: ResultsDir = RESULTS_DIR,
+    compile: CompileOption = COMPILE,
 ) -> None:
     """CI regression gate: run the baseline's suite (cached cells are read) and fail when a metric dropped."""
     from afsl_bench.execute import RunOptions
@@ -155,7 +163,9 @@ def gate(
     known = read_baseline(baseline) if (not update or baseline.is_file()) else None
     plan = suite_of(known, suite)
     allowed = tolerance if tolerance is not None else (known or {}).get("tolerance", TOLERANCE)
-    current = current_metrics(plan, RunOptions(results_dir=results_dir, device=device, checks=False))
+    current = current_metrics(
+        plan, RunOptions(results_dir=results_dir, device=device, checks=False, compile=compile)
+    )
     if update:
         write_baseline(baseline, plan, current, allowed)
         say(out, f"baseline {baseline} rewritten: {len(current)} cells of {plan.path}")

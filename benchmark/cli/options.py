@@ -13,6 +13,9 @@ from typing import Annotated
 import typer
 
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.runtime import Compile
+
+COMPILE = Compile.AUTO
 
 RESULTS_DIR = Path("results")
 DEVICE = "auto"
@@ -33,6 +36,16 @@ Checks = Annotated[
         "--checks/--no-checks",
         metavar="",
         help="run the gradient-masking probes (docs/checks.md) and record their flags",
+    ),
+]
+
+CompileOption = Annotated[
+    Compile,
+    typer.Option(
+        "--compile",
+        help="prepare frozen models for attacks and the training step (docs/speed.md): off (eager), auto "
+        "(batch norm folded, channels-last; compiled when the planned work outweighs the compile cost) or on "
+        "(also torch.compile); results agree across modes, so it is not part of a cell's identity",
     ),
 ]
 
