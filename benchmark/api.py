@@ -34,6 +34,7 @@ from afsl_bench.attacks import ATTACKS
 from afsl_bench.attacks.base import AttackContext
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.spec import CellSpec, Component, TrainSpec, to_jsonable
+from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.data import DATASETS
 from afsl_bench.defenses.training import TrainResult, TrainSettings
 from afsl_bench.defenses.validation import calibrate as calibrate_threshold
@@ -53,7 +54,6 @@ from afsl_bench.execute import (
     subset_test,
     trained_model,
 )
-from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.plan import (
     DEFAULT_RULE,
     SAMPLES,

@@ -27,9 +27,9 @@ import torch
 from afsl_bench.attacks.base import Attack, Direction
 from afsl_bench.attacks.ops import attacked_mask
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import Split
 from afsl_bench.detectors.base import Detector
-from afsl_bench.core.speed import Compile, FrozenModel
 
 
 def margin(logits: torch.Tensor) -> torch.Tensor:

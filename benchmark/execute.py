@@ -23,12 +23,12 @@ from afsl_bench.attacks import Attack
 from afsl_bench.attacks.base import AttackContext
 from afsl_bench.checks import ProbeSettings, probe_indices, run_checks, store_flags
 from afsl_bench.core.spec import CellSpec, TrainSpec, content_hash
+from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import DataBundle
 from afsl_bench.defenses.training import TrainResult, train
 from afsl_bench.detectors.base import Detector
 from afsl_bench.env import resolve_device
 from afsl_bench.evaluation import clean_fingerprint, evaluate
-from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.plan import (
     EVAL_ONLY,
     SAMPLES,
@@ -154,7 +154,7 @@ def run_cell(
         spec, samples, trained, eval_bundle, device, timings, resumed[0] if resumed else None
     )
     record["surrogates"] = context.used
-    record["runtime"] = fast.runtime()
+    record["runtime"] = fast.runtime() | {"training": trained.runtime}
     record["decision"] = {"rule": rule.value, "threshold": float(trained.model.threshold)}
     record["flags"] = flags | {"store": store_flags([*_related(store, spec), record])}
     store.write(record, samples)

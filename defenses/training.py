@@ -31,11 +31,11 @@ import torch
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import UNREADABLE, atomic_write
 from afsl_bench.core.spec import to_jsonable
+from afsl_bench.core.speed import Compile, FastTraining
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.defenses.base import Defense, TrainContext
 from afsl_bench.defenses.validation import calibrate, robust_margins, robust_subset, validate
 from afsl_bench.detectors.base import Detector
-from afsl_bench.core.speed import Compile, FastTraining
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ class TrainResult:
     # clean val metrics after calibration (val_clean_acc, ..., threshold) and val_robust_acc of the kept model
     val_metrics: dict[str, float]
     seconds: float  # training time (summed over resumed runs; the original time for a cached model)
+    #: how the training step ran (``FastTraining.runtime``: compile mode, channels-last, compiled); empty
+    #: for checkpoints written before 2026-12-01, which trained eagerly
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -143,10 +146,9 @@ def train(model: Detector, defense: Defense, bundle: DataBundle, settings: Train
     with FastTraining(model, compile) as fast:
         for epoch in range(run.epoch + 1, settings.epochs + 1):
             run_epoch(model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify)
-            fast.after_epoch(run.history[-1]["seconds"], settings.epochs - epoch, device)
             save_atomic(partial_payload(model, run), partial)
             notify({"phase": "epoch", "epochs": settings.epochs, **run.history[-1], "best_epoch": run.best_epoch})
-    result = finish(model, bundle.val, run, settings, final, device)
+    result = finish(model, bundle.val, run, settings, final, device, fast.runtime())
     partial.unlink(missing_ok=True)
     notify({"phase": "done", "best_epoch": result.best_epoch, **result.val_metrics})
     return result
@@ -301,7 +303,7 @@ def selection_score(settings: TrainSettings, epoch: int, val: dict[str, float]) 
 
 
 def finish(model: Detector, val: Split, run: RunState, settings: TrainSettings, final: Path,
-           device: torch.device | str) -> TrainResult:
+           device: torch.device | str, runtime: dict[str, Any] | None = None) -> TrainResult:
     """Load the selected state, measure its robust validation accuracy (APGD-CE at the model's own rule, the
     number ``afsl-bench tune`` compares), calibrate the threshold on clean validation data, save."""
     model.load_state_dict(run.best_state)
@@ -313,9 +315,10 @@ def finish(model: Detector, val: Split, run: RunState, settings: TrainSettings, 
         robust = {"val_robust_acc": float(((adv > 0) == sub.labels.numpy()).mean())}
     val_metrics = calibrate(model, val, 4 * settings.batch_size, device) | robust
     meta = {"epochs_run": run.epoch, "best_epoch": run.best_epoch, "val_metrics": val_metrics,
-            "train_seconds": run.seconds, "history": run.history, "settings": to_jsonable(settings)}
+            "train_seconds": run.seconds, "history": run.history, "settings": to_jsonable(settings),
+            "runtime": runtime or {}}
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, final)
-    return TrainResult(model, False, run.history, run.best_epoch, val_metrics, run.seconds)
+    return TrainResult(model, False, run.history, run.best_epoch, val_metrics, run.seconds, runtime or {})
 
 
 T = TypeVar("T")
@@ -353,7 +356,7 @@ def load_trained(model: Detector, path: Path) -> TrainResult:
     meta = saved["meta"]
     log.info("loaded trained checkpoint %s", path)
     return TrainResult(model, True, meta["history"], meta["best_epoch"], meta["val_metrics"],
-                       meta["train_seconds"])
+                       meta["train_seconds"], meta.get("runtime", {}))
 
 
 def partial_payload(model: Detector, run: RunState) -> dict[str, Any]:

@@ -162,23 +162,29 @@ ATTACK_SPECS = {
 }
 
 
-def assert_same_results(a, b) -> None:
+def assert_same_results(a, b, labels) -> None:
+    """Accuracies and ASR exactly; the rank metrics within one reordered (real, fake) pair, their resolution:
+    1 / (reals x fakes), 1e-4 here (the CI suite's 300 x 300 test images saw one pair reordered: AUC
+    1.1e-5 apart)."""
     assert {k: a[k] for k in a if "_acc" in k or k == "asr"} == {k: b[k] for k in b if "_acc" in k or k == "asr"}
+    fakes = int(labels.sum())
+    pair = 1 / (fakes * (len(labels) - fakes))
     for key in a:
-        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+        tolerance = 1 / min(fakes, len(labels) - fakes) if key.endswith("eer") else 2 * pair
+        assert a[key] == pytest.approx(b[key], abs=tolerance), key
 
 
 def run_modes(trained, split, modes, name):
     attack = ATTACKS.build(name, **ATTACK_SPECS[name])
     tables = {mode: evaluate(trained, attack, split, batch_size=64, device=torch.device("cpu"), seed=0,
                              compile=mode) for mode in modes}
-    return {mode: summarise(t) for mode, t in tables.items()}, tables
+    return {mode: summarise(t) for mode, t in tables.items()}, tables, split.labels.numpy()
 
 
 @pytest.mark.parametrize("name", sorted(ATTACK_SPECS))
 def test_records_agree_off_and_auto(trained, split, name):
-    results, tables = run_modes(trained, split, [Compile.OFF, Compile.AUTO], name)
-    assert_same_results(results[Compile.AUTO], results[Compile.OFF])
+    results, tables, labels = run_modes(trained, split, [Compile.OFF, Compile.AUTO], name)
+    assert_same_results(results[Compile.AUTO], results[Compile.OFF], labels)
     assert 0.05 < results[Compile.OFF]["robust_acc"] < 0.95  # an attack that moves some samples, not all
     fast, eager = (tables[mode]["adv_score"].to_numpy() for mode in (Compile.AUTO, Compile.OFF))
     np.testing.assert_array_equal(fast > 0, eager > 0)  # every sample's decision, not only the count
@@ -187,11 +193,22 @@ def test_records_agree_off_and_auto(trained, split, name):
     assert np.median(np.abs(fast - eager)) < 1e-5
 
 
+@pytest.fixture(scope="module")
+def compiles(trained):
+    """Skip, saying why, where torch.compile cannot compile here (no C++ compiler for inductor's CPU code)."""
+    fast = FrozenModel(trained, Compile.ON)
+    fast.warm_up(make_images(16, seed=5)[0])
+    if fast.compiled is None:
+        pytest.skip(f"torch.compile does not work here: {fast.runtime()['notes']}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ATTACK_SPECS))
-def test_records_agree_off_and_compiled(trained, split, name):
-    results, _ = run_modes(trained, split, [Compile.OFF, Compile.ON], name)
-    assert_same_results(results[Compile.ON], results[Compile.OFF])
+def test_records_agree_off_and_compiled(trained, split, name, compiles):
+    results, tables, labels = run_modes(trained, split, [Compile.OFF, Compile.ON], name)
+    assert_same_results(results[Compile.ON], results[Compile.OFF], labels)
+    fast, eager = (tables[mode]["adv_score"].to_numpy() for mode in (Compile.ON, Compile.OFF))
+    np.testing.assert_array_equal(fast > 0, eager > 0)
 
 
 # --- training -----------------------------------------------------------------------------------------------
@@ -253,7 +270,7 @@ def test_channels_last_training_agrees_with_eager(bundle, tmp_path, defense):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("defense", ["at", "trades", "afsl"])
-def test_compiled_training_agrees_with_eager(bundle, tmp_path, defense):
+def test_compiled_training_agrees_with_eager(bundle, tmp_path, defense, compiles):
     eager = train_with(bundle, tmp_path, defense, Compile.OFF)
     fast = train_with(bundle, tmp_path, defense, Compile.ON)
     assert_same_training(fast, eager)

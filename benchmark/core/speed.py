@@ -19,7 +19,8 @@ it. What it does, by ``Compile`` mode:
 
 The batch dimension is compiled as dynamic, so subsets of a batch (the samples an attack's direction
 targets, those still standing in an early-stopped attack, the last partial batch) reuse one compiled graph
-instead of recompiling mid-attack; single samples run the folded eager model (torch specialises size 1).
+instead of recompiling mid-attack; subsets under ``MIN_COMPILED_BATCH`` samples run the folded eager model
+(torch specialises size 1, and inductor guards small batches apart).
 
 Where a step is impossible (``torch.fx`` cannot trace the detector, inductor fails to compile), the model
 falls back to the previous step and says why once per detector class (``log.warning``) and in ``runtime()``,
@@ -28,12 +29,11 @@ same function up to float rounding, and tests hold the records equal (robust acc
 within 1e-6; tests/test_speed.py). Reduced precision is never used.
 
 **Training** (``FastTraining``): the weights change every step, so nothing is folded; the detector's weights
-and inputs go channels-last (images), and ``torch.compile`` compiles its ``embed`` (every defense's forward
-and inner attack pass through it) for ``on``, or for ``auto`` after an epoch when the remaining epochs'
-measured time x ``COMPILE_SAVING`` exceeds the compile cost. The model is restored (eager, contiguous) at
-the end, so checkpoints do not change. Float rounding differs between layouts, so a trained model is equal
-up to a tolerance, not bit for bit (tests/test_speed.py holds the selected epoch and the validation
-metrics).
+and inputs go channels-last (images, ``auto`` and ``on``), and for ``on`` ``torch.compile`` compiles its
+``embed`` (every defense's forward and inner attack pass through it). ``auto`` never compiles training:
+kernels round differently, training amplifies that (a trained model is equal only up to a tolerance,
+tests/test_speed.py), and a choice made on measured time would make the trained weights depend on the
+machine's load. The model is restored (eager, contiguous) at the end.
 
 Example::
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -58,12 +58,18 @@ log = logging.getLogger(__name__)
 
 
 #: the fraction of a folded eager batch's time that compiling is assumed to save, when ``auto`` decides
-#: (scripts/bench_attacks.py here: compiled / folded channels-last PGD on tiny-cnn 0.8, resnet about 1.0)
+#: (scripts/bench_attacks.py here, compiled / folded PGD-10: resnet 0.93, tiny-cnn 0.96, meso4 2.1; a
+#: compiled model that measures slower is dropped after its first batch)
 COMPILE_SAVING = 0.2
 #: the compile cost (seconds) ``auto`` assumes before one was measured in this process: torch.compile of
-#: resnet's forward and input gradient took 32 s cold on this 2-core CPU, meso4 11 s, tiny-cnn 7 s
+#: the forward and input gradient took 32 s cold on this 2-core CPU for resnet, 11 s for meso4, 7 s for
+#: tiny-cnn (2 s each with inductor's on-disk cache warm)
 FIRST_COMPILE_S = 30.0
 
+#: smaller batches (the few samples still standing late in an attack) run the folded eager model: torch
+#: specialises size 1, and inductor's convolutions guard 2-15 apart from larger batches, so either would
+#: compile a second graph mid-attack for little work
+MIN_COMPILED_BATCH = 16
 #: compile seconds measured in this process, by (detector class, device type): ``auto``'s cost estimate
 _compile_seconds: dict[tuple[str, str], float] = {}
 #: (detector class, reason) already warned about, so a sweep says each fallback once
@@ -112,8 +118,8 @@ class FrozenModel(nn.Module):
             return self.model(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.compiled is not None and len(x) > 1:
-            torch._dynamo.mark_dynamic(x, 0)  # one graph for every batch size >= 2
+        if self.compiled is not None and len(x) >= MIN_COMPILED_BATCH:
+            torch._dynamo.mark_dynamic(x, 0)  # one graph for every batch size from MIN_COMPILED_BATCH up
             return self.compiled(x)
         return self.fused(x)
 
@@ -145,12 +151,14 @@ class FrozenModel(nn.Module):
             log.warning("%s: %s; running it eagerly", type(self.model).__name__, reason)
 
     def warm_up(self, x: torch.Tensor) -> None:
-        """Compile now (forward with input gradient, and forward alone) on two samples of ``x``, timing it;
-        a compile error falls back to the folded eager model with the reason."""
+        """Compile now (forward with input gradient, and forward alone) on the batch ``x``, timing it; a
+        compile error falls back to the folded eager model with the reason. The whole batch, not two of its
+        samples: inductor's convolutions guard small batches (2 to 15) apart, so a graph compiled on two
+        samples would be compiled again for the first full batch."""
         if self.compiled is None or self.compile_s is not None:
             return
         start = time.perf_counter()
-        probe = x[:2].detach().clone()
+        probe = x.detach().clone()
         if len(probe) < 2:
             probe = torch.cat([probe, probe])
         try:
@@ -208,16 +216,14 @@ class FrozenModel(nn.Module):
 
 class FastTraining:
     """The training step of ``model`` made fast by ``mode`` for the duration of a ``with`` block (see the
-    module doc); ``after_epoch`` is ``auto``'s decision point."""
+    module doc)."""
 
     def __init__(self, model: nn.Module, mode: Compile | str = Compile.AUTO) -> None:
         self.model, self.mode = model, Compile(mode)
         self.images = not getattr(model, "takes_clips", False)
         self.compiled = False
-        self.compile_s: float | None = None
-        self._eager_epoch_s: float | None = None
 
-    def __enter__(self) -> FastTraining:
+    def __enter__(self) -> Self:
         if self.mode is not Compile.OFF and self.images:
             self.model.to(memory_format=torch.channels_last)
         if self.mode is Compile.ON:
@@ -232,26 +238,22 @@ class FastTraining:
     def _compile(self) -> None:
         if self.compiled or not hasattr(self.model, "embed"):
             return
-        try:
-            self.model.embed = torch.compile(type(self.model).embed.__get__(self.model))
-        except Exception as err:  # noqa: BLE001 -- no compiler back end on this platform
-            reason = f"training not compiled: torch.compile failed ({type(err).__name__}: {err})"
-            log.warning("%s: %s", type(self.model).__name__, reason.splitlines()[0][:300])
-            return
-        self.compiled = True
+        eager = type(self.model).embed.__get__(self.model)
+        compiled = torch.compile(eager)
 
-    def after_epoch(self, seconds: float, epochs_left: int, device: torch.device | str) -> None:
-        """``auto``: compile when the remaining epochs' work outweighs the compile cost; note the cost of a
-        compile (the first compiled epoch's time over the eager one's) for the next model of this class."""
-        key = (type(self.model).__name__, torch.device(device).type + "-train")
-        if self.compiled and self.compile_s is None and self._eager_epoch_s is not None:
-            self.compile_s = max(0.0, seconds - self._eager_epoch_s)
-            _compile_seconds[key] = self.compile_s
-        if self.mode is not Compile.AUTO or self.compiled:
-            return
-        self._eager_epoch_s = seconds
-        if epochs_left * seconds * COMPILE_SAVING > _compile_seconds.get(key, FIRST_COMPILE_S):
-            self._compile()
+        def embed(x: torch.Tensor) -> torch.Tensor:
+            if not self.compiled:
+                return eager(x)
+            try:
+                return compiled(x)
+            except Exception as err:  # noqa: BLE001 -- inductor's errors (no C++ compiler, an unsupported op)
+                self.compiled = False
+                reason = f"training not compiled: torch.compile failed ({type(err).__name__}: {err})"
+                log.warning("%s: %s; training eagerly", type(self.model).__name__, reason.splitlines()[0][:300])
+                return eager(x)  # an error of the model itself is raised again here
+
+        self.model.embed = embed
+        self.compiled = True
 
     def runtime(self) -> dict[str, Any]:
         return {"compile": self.mode.value, "channels_last": self.mode is not Compile.OFF and self.images,
