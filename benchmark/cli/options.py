@@ -43,9 +43,10 @@ CompileOption = Annotated[
     Compile,
     typer.Option(
         "--compile",
-        help="prepare frozen models for attacks and the training step (docs/speed.md): off (eager), auto "
-        "(batch norm folded, channels-last; compiled when the planned work outweighs the compile cost) or on "
-        "(also torch.compile); results agree across modes, so it is not part of a cell's identity",
+        help="how models run (docs/speed.md): off (eager), auto (attacks: batch norm folded, channels-last, "
+        "compiled when the measured work outweighs the compile cost; training: channels-last) or on (also "
+        "torch.compile, training too); not part of a cell's identity: attack results agree across modes, "
+        "trained weights up to float rounding",
     ),
 ]
 
