@@ -103,7 +103,7 @@ def fake_compile(monkeypatch):
 
 def test_auto_compiles_only_when_the_remaining_work_outweighs_the_compile_cost(fake_compile):
     model = train_model(seed=1, n=128, epochs=1)
-    x = make_images(8, seed=3)[0]
+    x = make_images(speed.MIN_COMPILED_BATCH, seed=3)[0]
     fast = FrozenModel(model, Compile.AUTO)
     # 3 batches of 10 s left at a saving of 20 %: 6 s, below the 30 s assumed before any compile
     fast.after_batch(x, seconds=10.0, batches_left=3)
@@ -122,13 +122,21 @@ def test_auto_compiles_only_when_the_remaining_work_outweighs_the_compile_cost(f
 
 def test_auto_drops_a_compiled_model_that_measured_slower(fake_compile):
     fast = FrozenModel(train_model(seed=1, n=128, epochs=1), Compile.AUTO)
-    x = make_images(8, seed=3)[0]
+    x = make_images(speed.MIN_COMPILED_BATCH, seed=3)[0]
     fast.after_batch(x, seconds=10.0, batches_left=50)
     fast.after_batch(x, seconds=12.0, batches_left=49)
     assert fast.compiled is None
     assert fast.runtime()["compiled"] and "dropped" in fast.runtime()["notes"][0]
     fast.after_batch(x, seconds=10.0, batches_left=48)
     assert fast.compiled is None and Identity.calls == 1  # not compiled again
+
+
+def test_a_small_batch_neither_compiles_nor_sets_the_cost_estimate(fake_compile):
+    fast = FrozenModel(train_model(seed=1, n=128, epochs=1), Compile.ON)
+    fast.warm_up(make_images(speed.MIN_COMPILED_BATCH - 1, seed=3)[0])
+    assert fast.compile_s is None and not speed._compile_seconds
+    fast.warm_up(make_images(speed.MIN_COMPILED_BATCH, seed=3)[0])
+    assert fast.compile_s is not None and ("SmallCNN", "cpu") in speed._compile_seconds
 
 
 def test_on_and_off_never_decide(fake_compile):

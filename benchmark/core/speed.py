@@ -155,12 +155,10 @@ class FrozenModel(nn.Module):
         compile error falls back to the folded eager model with the reason. The whole batch, not two of its
         samples: inductor's convolutions guard small batches (2 to 15) apart, so a graph compiled on two
         samples would be compiled again for the first full batch."""
-        if self.compiled is None or self.compile_s is not None:
-            return
+        if self.compiled is None or self.compile_s is not None or len(x) < MIN_COMPILED_BATCH:
+            return  # a small batch never reaches the compiled graph: timing it would time nothing
         start = time.perf_counter()
         probe = x.detach().clone()
-        if len(probe) < 2:
-            probe = torch.cat([probe, probe])
         try:
             with torch.enable_grad():
                 probe.requires_grad_(True)
