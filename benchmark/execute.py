@@ -58,7 +58,7 @@ class RunOptions:
     #: run the gradient-masking / sanity probes (afsl_bench/checks.py) and record their flags
     checks: bool = True
     probe: ProbeSettings = field(default_factory=ProbeSettings)
-    #: how the frozen model is prepared for the attacks (afsl_bench/frozen.py); the record notes it
+    #: how the frozen model is prepared for the attacks and the training step run (afsl_bench/core/speed.py); the record notes it
     compile: Compile = Compile.AUTO
 
 
