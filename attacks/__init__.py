@@ -14,6 +14,7 @@ from afsl_bench.attacks import (  # noqa: F401  (registration)
     transfer,
     video_codec,
 )
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 __all__ = ["ATTACKS", "Attack", "Direction", "Loss", "Norm"]

@@ -20,7 +20,7 @@ its own. Departures from the reference code (auto-attack, also torchattacks): th
 paper's formula, condition 1 uses the paper's strict "<", condition 2 may fire at the first checkpoint (the
 paper's w_0 = 0 has no halving), and the last iterate's loss is computed without a gradient.
 
-Losses: ``ce`` and the binary logit ``margin`` (z_wrong - z_true, see ``attacks.base.Loss``), which replaces
+Losses: ``ce`` and the binary logit ``margin`` (z_wrong - z_true, see ``attacks.vocabulary.Loss``), which replaces
 the DLR loss that needs three logits and keeps its gradient where softmax cross-entropy saturates.
 
 Arguments (defaults): eps 8/255, steps 100 (the paper's budget), restarts 1, norm linf, loss ce,
@@ -53,7 +53,7 @@ from afsl_bench.attacks.backends import (
     ta_seed,
     translator,
 )
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
     attack_loss,
@@ -65,6 +65,7 @@ from afsl_bench.attacks.ops import (
     per_sample,
     random_start,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 #: the paper's initial step, relative to eps, for L-inf and L2
 INITIAL_STEP = 2.0

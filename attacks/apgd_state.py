@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from afsl_bench.attacks.base import Norm
 from afsl_bench.attacks.ops import per_sample, project
+from afsl_bench.attacks.vocabulary import Norm
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     attack_loss,
     check_budget,
@@ -43,6 +43,7 @@ from afsl_bench.attacks.ops import (
     check_vocabulary,
     misclassified,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 Member = Callable[["AutoAttackBinary"], Attack]
 

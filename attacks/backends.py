@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from afsl_bench.attacks.base import Loss, Norm
+from afsl_bench.attacks.vocabulary import Loss, Norm
 from afsl_bench.core.errors import ConfigError
 
 

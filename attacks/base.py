@@ -6,50 +6,26 @@ An attack is a frozen dataclass whose fields are its parameters (one vocabulary 
 unchanged. The model is passed at call time, so one attack object serves a whole grid. Inputs are RGB in
 [0, 1]; budgets are in that pixel space.
 
-This module is the protocol only: the ``ATTACKS`` registry, ``Attack``, ``AttackOutput``, ``AttackContext``,
-``SurrogateRequest``, the vocabulary enums and ``GradientsUnavailableError``. The helpers attacks share
-(projection, losses, gradients, parameter checks, ``frozen``) live in ``attacks.ops``.
+This module is the protocol only: the ``ATTACKS`` registry, ``Attack``, ``AttackOutput``, ``AttackContext`` and
+``SurrogateRequest``. The vocabulary (``Norm``, ``Loss``, ``Direction``, ``GradientsUnavailableError``) is in
+``attacks.vocabulary``; the helpers attacks share (projection, losses, gradients, parameter checks, ``frozen``)
+in ``attacks.ops``, which imports the vocabulary only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from afsl_bench.core.errors import ConfigError
+from afsl_bench.attacks.ops import attacked_mask, frozen, require_gradients
+from afsl_bench.attacks.vocabulary import Direction, Norm
 from afsl_bench.core.registry import Registry
 
 ATTACKS: Registry = Registry("attack")
-
-
-class Direction(StrEnum):
-    """Which samples are attacked: ``both`` pushes every sample to the wrong class (the AFSL paper's
-    setting); ``fake-to-real`` attacks only fakes (evasion, Hussain et al., WACV 2021)."""
-
-    BOTH = "both"
-    FAKE_TO_REAL = "fake-to-real"
-
-
-class Norm(StrEnum):
-    LINF = "linf"
-    L2 = "l2"
-
-
-class Loss(StrEnum):
-    """``ce``: cross-entropy. ``margin``: the binary logit margin z_wrong - z_true, the two-class form of
-    Carlini-Wagner / DLR losses that does not index a third logit."""
-
-    CE = "ce"
-    MARGIN = "margin"
-
-
-class GradientsUnavailableError(ConfigError):
-    """A gradient attack was pointed at a model whose output has no gradient w.r.t. its input."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +76,6 @@ class Attack:
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackOutput:
         """Perturb the samples the direction targets; the others come back unchanged."""
-        # imported here: attacks.ops imports this module's vocabulary
-        from afsl_bench.attacks.ops import attacked_mask, frozen, require_gradients
-
         if self.requires_grad:
             require_gradients(self.name, model)
         mask = attacked_mask(y, getattr(self, "direction", Direction.BOTH))

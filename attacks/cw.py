@@ -49,8 +49,9 @@ from afsl_bench.attacks.backends import (
     run_backend,
     translator,
 )
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import check_positive_int, check_vocabulary, loss_and_grad, per_sample
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 #: 2x - 1 is scaled by this before atanh so that pixels at exactly 0 or 1 map to a finite w (reference code)
 TANH_SMOOTHER = 1 - 1e-6

@@ -58,8 +58,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import check_vocabulary
+from afsl_bench.attacks.vocabulary import Direction
 
 #: severities above 0; 0 is the identity
 LEVELS = range(1, 6)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from afsl_bench.attacks.base import ATTACKS, Attack, AttackOutput, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack, AttackOutput
 from afsl_bench.attacks.distortions import DISTORTIONS, NON_DIFFERENTIABLE, check_severity
 from afsl_bench.attacks.ops import (
     ascent_direction,
@@ -50,6 +50,7 @@ from afsl_bench.attacks.ops import (
     random_start,
 )
 from afsl_bench.attacks.video_codec import h264, require_av
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 Transform = Callable[..., torch.Tensor]
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from afsl_bench.attacks.backends import TA_NORM, Backend, check_backend, run_backend, ta_seed, translator
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
@@ -47,6 +47,7 @@ from afsl_bench.attacks.ops import (
     misclassified,
     per_sample,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 #: distances below this count as zero (the reference code's floor in the step weights)
 TINY = 1e-8

@@ -31,7 +31,7 @@ from afsl_bench.attacks.backends import (
     run_backend,
     translator,
 )
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
     check_budget,
@@ -40,6 +40,7 @@ from afsl_bench.attacks.ops import (
     project,
     random_start,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 #: Wong et al. (2020) found 1.25 * eps the largest step that avoids catastrophic overfitting in FGSM-AT
 WONG_STEP_FACTOR = 1.25

@@ -41,7 +41,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
     attack_loss,
@@ -52,6 +52,7 @@ from afsl_bench.attacks.ops import (
     project,
     random_start,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 #: most noisy copies (images, or clips for a video detector) sent to the model in one forward
 MAX_BATCH = 1024

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afsl_bench.attacks.base import Direction, GradientsUnavailableError, Loss, Norm
+from afsl_bench.attacks.vocabulary import Direction, GradientsUnavailableError, Loss, Norm
 
 # --- parameter checks ---------------------------------------------------------------------------------------
 

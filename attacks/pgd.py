@@ -33,7 +33,7 @@ from afsl_bench.attacks.backends import (
     run_backend,
     translator,
 )
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
     check_budget,
@@ -44,6 +44,7 @@ from afsl_bench.attacks.ops import (
     project,
     random_start,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 
 @ATTACKS.register("pgd")

@@ -63,7 +63,7 @@ from afsl_bench.attacks.backends import (
     ta_seed,
     translator,
 )
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction, Loss, Norm
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     attack_loss,
     check_budget,
@@ -71,6 +71,7 @@ from afsl_bench.attacks.ops import (
     check_vocabulary,
     misclassified,
 )
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
 #: iterations (of 10000) after which p halves (the paper's schedule; ``p_selection`` in the authors' code)
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

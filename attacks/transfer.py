@@ -37,8 +37,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from afsl_bench.attacks.base import ATTACKS, Attack, AttackContext, Direction, Loss, Norm, SurrogateRequest
+from afsl_bench.attacks.base import ATTACKS, Attack, AttackContext, SurrogateRequest
 from afsl_bench.attacks.ops import check_budget, check_positive_int, check_vocabulary, misclassified
+from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 from afsl_bench.core.errors import ConfigError
 
 #: the inner attack's fields the transfer attack passes on when the inner attack has them

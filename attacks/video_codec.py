@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from afsl_bench.attacks.base import ATTACKS, Attack, Direction
+from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.distortions import LEVELS, check_severity, from_uint8_hwc, to_uint8_hwc
 from afsl_bench.attacks.ops import check_vocabulary
+from afsl_bench.attacks.vocabulary import Direction
 from afsl_bench.core.errors import ConfigError
 
 #: x264 constant rate factor per severity (DeeperForensics VC); larger is worse, 23 is FFmpeg's default

@@ -32,6 +32,7 @@ from torch import nn
 
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.attacks.base import AttackContext
+from afsl_bench.core.env import resolve_device
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.spec import CellSpec, Component, TrainSpec, to_jsonable
 from afsl_bench.core.speed import Compile, FrozenModel
@@ -41,10 +42,7 @@ from afsl_bench.defenses.validation import calibrate as calibrate_threshold
 from afsl_bench.detectors import DETECTORS
 from afsl_bench.detectors.base import Detector, fold_threshold
 from afsl_bench.detectors.weights import load_state, read_state_dict, split_source
-from afsl_bench.env import resolve_device
-from afsl_bench.evaluation import evaluate as score_split
-from afsl_bench.evaluation import weights_digest
-from afsl_bench.execute import (
+from afsl_bench.run.cell import (
     CellOutcome,
     Progress,
     RunOptions,
@@ -54,7 +52,9 @@ from afsl_bench.execute import (
     subset_test,
     trained_model,
 )
-from afsl_bench.plan import (
+from afsl_bench.run.evaluation import evaluate as score_split
+from afsl_bench.run.evaluation import weights_digest
+from afsl_bench.run.plan import (
     DEFAULT_RULE,
     SAMPLES,
     THRESHOLD,
@@ -67,8 +67,8 @@ from afsl_bench.plan import (
     plan_cell,
     plan_training,
 )
-from afsl_bench.records import make_record
-from afsl_bench.store import RecordStore
+from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import make_record
 
 __all__ = ["CellOutcome", "evaluate", "load_detector", "run", "train"]
 
@@ -157,7 +157,7 @@ def evaluate(
     ``eps``: the attack's budget (None: the attack's default, 8/255 L-inf for the gradient attacks);
     ``attack_params`` / ``data_params``: any other parameter of the attack or data set by name
     (``afsl-bench list attacks --params``); ``threshold``: the decision rule, ``margin`` or ``eer``
-    (``--set eval.threshold``, afsl_bench.plan.DecisionRule);
+    (``--set eval.threshold``, afsl_bench.run.plan.DecisionRule);
     ``samples``: a fixed subset of N test images (the one the CLI's ``--set eval.samples=N`` picks);
     ``name`` / ``defense``: how the model is labelled in the record and tables (default: its class name,
     ``external``); ``compile``: how the frozen model is prepared for the attack (``afsl_bench.core.speed``;

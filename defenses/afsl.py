@@ -42,9 +42,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from afsl_bench.attacks.base import Loss, Norm
 from afsl_bench.attacks.ops import check_budget, frozen, random_start
 from afsl_bench.attacks.pgd import PGD
+from afsl_bench.attacks.vocabulary import Loss, Norm
 from afsl_bench.core.types import FAKE, REAL, Batch
 from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
 from afsl_bench.defenses.trades import ascend_linf

@@ -14,9 +14,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from afsl_bench.attacks.base import Loss, Norm
 from afsl_bench.attacks.ops import check_budget
 from afsl_bench.attacks.pgd import PGD
+from afsl_bench.attacks.vocabulary import Loss, Norm
 from afsl_bench.core.types import Batch
 from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
 from afsl_bench.detectors.base import Detector

@@ -17,8 +17,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from afsl_bench.attacks.base import Norm
 from afsl_bench.attacks.ops import check_budget, frozen
+from afsl_bench.attacks.vocabulary import Norm
 from afsl_bench.core.types import Batch
 from afsl_bench.defenses.base import DEFENSES, Defense, TrainContext
 from afsl_bench.detectors.base import Detector

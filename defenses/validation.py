@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from afsl_bench.attacks.apgd import APGD
-from afsl_bench.attacks.base import Loss
+from afsl_bench.attacks.vocabulary import Loss
 from afsl_bench.core.metrics import detection_metrics, eer_and_threshold
 from afsl_bench.core.types import Split
 from afsl_bench.detectors.base import Detector

@@ -22,7 +22,6 @@ from afsl_bench.core.errors import ConfigError
 from afsl_bench.detectors.base import DETECTORS, Detector, Head, require_clips
 from afsl_bench.detectors.weights import WEIGHTS_HINT, Weights, build_with_weights
 
-
 torch.fx.wrap("require_clips")  # traced as one call (batch-norm folding), see require_clips
 
 

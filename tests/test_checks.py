@@ -1,4 +1,4 @@
-"""Gradient-masking checks (benchmark/checks.py): a sound model raises nothing; a non-differentiable, a
+"""Gradient-masking checks (benchmark/run/probes.py): a sound model raises nothing; a non-differentiable, a
 randomised or a gradient-free front end raises the matching flags; cross-record flags; gradient attacks
 refuse models without gradients."""
 
@@ -10,8 +10,8 @@ from _attack_fixtures import make_images, train_model
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS
-from afsl_bench.attacks.base import GradientsUnavailableError
-from afsl_bench.checks import ProbeSettings, run_checks, store_flags
+from afsl_bench.attacks.vocabulary import GradientsUnavailableError
+from afsl_bench.run.probes import ProbeSettings, run_checks, store_flags
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -186,7 +186,7 @@ def test_store_flags_quiet_on_a_sound_set():
 def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(model, data, monkeypatch):
     """The runner shares the checks of the model alone between the cells of one model and evaluation set:
     a cell that reuses them gets exactly the flags a fresh computation gives, whatever ran before."""
-    from afsl_bench import checks
+    from afsl_bench.run import probes
 
     x, y = data
     robust = torch.ones_like(y, dtype=torch.bool)  # as if the cell's attack had left every sample robust
@@ -195,8 +195,8 @@ def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(m
         for name in ("pgd", "fgsm")
     }
     calls = []
-    real = checks.model_checks
-    monkeypatch.setattr(checks, "model_checks", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    real = probes.model_checks
+    monkeypatch.setattr(probes, "model_checks", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
     memo: dict = {}
     shared = {
         name: run_checks(model, ATTACKS.build(name, eps=EPS), x, y, robust, PROBE, seed=3, memo=memo)

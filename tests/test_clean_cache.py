@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import afsl_bench.evaluation
-from afsl_bench.execute import RunOptions, _related, run_cell, trained_model
-from afsl_bench.plan import build_attack, plan_cell
-from afsl_bench.store import RecordStore
+import afsl_bench.run.evaluation
+from afsl_bench.run.cell import RunOptions, _related, run_cell, trained_model
+from afsl_bench.run.plan import build_attack, plan_cell
+from afsl_bench.store.disk import RecordStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,13 +22,13 @@ BATCH = 8
 def margins(monkeypatch) -> list[int]:
     """Counts ``margin`` calls in evaluate: one per batch for the clean pass, one for the adversarial one."""
     calls: list[int] = []
-    real = afsl_bench.evaluation.margin
+    real = afsl_bench.run.evaluation.margin
 
     def counted(logits: torch.Tensor) -> torch.Tensor:
         calls.append(len(logits))
         return real(logits)
 
-    monkeypatch.setattr(afsl_bench.evaluation, "margin", counted)
+    monkeypatch.setattr(afsl_bench.run.evaluation, "margin", counted)
     return calls
 
 
@@ -75,11 +75,11 @@ def test_evaluate_with_given_clean_scores_gives_the_table_it_computes(tmp_path) 
     model, bundle = trained_model(spec.training, RunOptions(results_dir=tmp_path, device="cpu"))
     kwargs = {"batch_size": BATCH, "device": torch.device("cpu"), "seed": 0}
     split = bundle.test  # the evaluation set is the training set's test split here
-    computed = afsl_bench.evaluation.evaluate(model, build_attack(spec.attack), split, **kwargs)
+    computed = afsl_bench.run.evaluation.evaluate(model, build_attack(spec.attack), split, **kwargs)
     given = torch.tensor(computed["clean_score"].to_numpy())
-    reused = afsl_bench.evaluation.evaluate(
+    reused = afsl_bench.run.evaluation.evaluate(
         model, build_attack(spec.attack), split, clean_scores=given, **kwargs
     )
     assert computed.equals(reused)
     with pytest.raises(ValueError, match="clean_scores has 3 scores"):
-        afsl_bench.evaluation.evaluate(model, build_attack(spec.attack), split, clean_scores=given[:3], **kwargs)
+        afsl_bench.run.evaluation.evaluate(model, build_attack(spec.attack), split, clean_scores=given[:3], **kwargs)

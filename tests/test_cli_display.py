@@ -55,8 +55,8 @@ def test_list_starts_without_importing_torch() -> None:
 
 
 def test_cell_labels_carry_non_default_training_settings_and_the_seed() -> None:
-    from afsl_bench.plan import plan_cell
-    from afsl_bench.tables import describe_spec
+    from afsl_bench.run.describe import describe_spec
+    from afsl_bench.run.plan import plan_cell
 
     spec = plan_cell("tiny-cnn", "at", "pgd", "synthetic", overrides=["train.epochs=4", "train.lr=1e-3"], seed=2)
     line = describe_spec(spec.to_json())

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.execute import RunOptions, run_cell
-from afsl_bench.plan import DecisionRule, decision_rule, plan_cell
+from afsl_bench.run.cell import RunOptions, run_cell
+from afsl_bench.run.plan import DecisionRule, decision_rule, plan_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

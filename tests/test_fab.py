@@ -12,8 +12,8 @@ from scipy.optimize import linprog, minimize
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS
-from afsl_bench.attacks.base import Norm
 from afsl_bench.attacks.fab import box_projection, lp_norm
+from afsl_bench.attacks.vocabulary import Norm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.store import RecordStore
+from afsl_bench.store.disk import RecordStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,8 +5,8 @@ Slow (several minutes on 2 CPU cores): run with `pytest -m slow`; CI runs it aft
 
 import pytest
 
-from afsl_bench.execute import RunOptions, run_cell
-from afsl_bench.plan import plan_cell
+from afsl_bench.run.cell import RunOptions, run_cell
+from afsl_bench.run.plan import plan_cell
 
 # the module's fixture trains three 16-epoch models inside the first test: about 4 minutes on an idle 2-core
 # CPU, more on a shared one, so the default per-test limit (600 s, pyproject.toml) is raised here

@@ -22,14 +22,20 @@ FOLDERS = {
     "defenses": "afsl_bench.defenses",
     "detectors": "afsl_bench.detectors",
 }
-#: layer -> the layers it may import (itself included)
+#: layer -> the layers it may import (itself included), from the bottom up: the core; the components;
+#: the engine's storage (records and the store), running (plan, the cell pipeline, sweeps) and reporting
+#: (tables, plots, leaderboard, gate); the front (the API and the CLI) on top
+COMPONENTS = {"detectors", "data", "attacks", "defenses"}
 ALLOWED = {
     "core": {"core"},
     "detectors": {"core", "detectors"},
     "data": {"core", "data"},
     "attacks": {"core", "attacks"},
     "defenses": {"core", "attacks", "detectors", "defenses"},
-    "engine": {"core", "detectors", "data", "attacks", "defenses", "engine"},
+    "store": {"core", "store"},
+    "run": {"core", *COMPONENTS, "store", "run"},
+    "report": {"core", *COMPONENTS, "store", "run", "report"},
+    "front": {"core", *COMPONENTS, "store", "run", "report", "front"},
 }
 LAYER_OF_PACKAGE = {
     "afsl_bench.core": "core",
@@ -38,13 +44,16 @@ LAYER_OF_PACKAGE = {
     "afsl_bench.prepare": "data",
     "afsl_bench.attacks": "attacks",
     "afsl_bench.defenses": "defenses",
+    "afsl_bench.store": "store",
+    "afsl_bench.run": "run",
+    "afsl_bench.report": "report",
 }
 
 
 def layer(module: str) -> str:
     return next(
         (lay for pkg, lay in LAYER_OF_PACKAGE.items() if module == pkg or module.startswith(pkg + ".")),
-        "engine",
+        "front",
     )
 
 
@@ -97,9 +106,61 @@ def test_imports_point_down_the_layers(module: str) -> None:
 
 def test_the_layering_check_catches_an_arrow_going_up(tmp_path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from afsl_bench.execute import run_cell\n")
-    assert layer(next(iter(imports(bad, "afsl_bench.attacks.bad")))) == "engine"
-    assert "engine" not in ALLOWED["attacks"]
+    bad.write_text("def f():\n    from afsl_bench.run.cell import run_cell\n")
+    assert layer(next(iter(imports(bad, "afsl_bench.attacks.bad")))) == "run"
+    assert "run" not in ALLOWED["attacks"]
+    assert "report" not in ALLOWED["run"] and "run" not in ALLOWED["store"]
+
+
+def import_cycles() -> list[list[str]]:
+    """The strongly connected components of more than one module in the import graph (lazy imports inside
+    functions count: a cycle broken by a lazy import is still a cycle a reader has to untangle)."""
+    graph = {m: sorted(imports(p, m) & set(MODULES)) for m, p in MODULES.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while (top := stack.pop()) != node:
+                component.append(top)
+            if component:
+                cycles.append(sorted([node, *component]))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    """A package's ``__init__`` importing its own modules (the registries' lazy loading) is not a cycle;
+    any other loop between modules is."""
+    cycles = [
+        c for c in import_cycles()
+        if not all(m == c[0] or m.startswith(c[0] + ".") for m in c[1:]) or MODULES[c[0]].name != "__init__.py"
+    ]  # fmt: skip
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_layers_summary(capsys) -> None:
+    """Every module belongs to one layer; the summary (modules per layer) is what docs/design.md shows."""
+    counts: dict[str, int] = {}
+    for module in MODULES:
+        counts[layer(module)] = counts.get(layer(module), 0) + 1
+    assert set(counts) == set(ALLOWED)
+    with capsys.disabled():
+        print("\nmodules per layer:", ", ".join(f"{k} {counts[k]}" for k in ALLOWED))
 
 
 def test_an_install_adds_one_top_level_package(tmp_path) -> None:
@@ -115,7 +176,7 @@ def test_an_install_adds_one_top_level_package(tmp_path) -> None:
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"afsl_bench"}
     for expected in ("afsl_bench/core/registry.py", "afsl_bench/attacks/apgd.py", "afsl_bench/cli/__init__.py",
-                     "afsl_bench/prepare/splits/ffpp/test.json", "afsl_bench/store.py",
+                     "afsl_bench/prepare/splits/ffpp/test.json", "afsl_bench/store/disk.py",
                      "afsl_bench/cli/listing.json"):  # fmt: skip
         assert expected in names
     assert not [n for n in names if n.startswith("afsl_bench/results")]

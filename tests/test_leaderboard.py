@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from afsl_bench import leaderboard as lb
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.store import RecordStore
-from afsl_bench.sweep import load_suite
+from afsl_bench.report import leaderboard as lb
+from afsl_bench.run.sweep import load_suite
+from afsl_bench.store.disk import RecordStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.gate import compare, write_baseline
-from afsl_bench.records import NOT_LEARNED_AUC, learning
-from afsl_bench.tables import NOT_LEARNED_MARK, pivot, tidy
+from afsl_bench.report.gate import compare, write_baseline
+from afsl_bench.report.tables import NOT_LEARNED_MARK, pivot, tidy
+from afsl_bench.store.record import NOT_LEARNED_AUC, learning
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""The leaderboard's "Paper reproduction" section: Khan et al.'s Table 2 and ablation (benchmark/paper.py)
+"""The leaderboard's "Paper reproduction" section: Khan et al.'s Table 2 and ablation (benchmark/report/paper.py)
 rebuilt from the records present, our mean ± sd beside the paper's numbers, and an ordering that follows
 the numbers."""
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from afsl_bench import leaderboard as lb
-from afsl_bench import paper
 from afsl_bench.attacks import ATTACKS
-from afsl_bench.sweep import load_suite
-from afsl_bench.tables import labels, tidy
+from afsl_bench.report import leaderboard as lb
+from afsl_bench.report import paper
+from afsl_bench.report.tables import tidy
+from afsl_bench.run.describe import labels
+from afsl_bench.run.sweep import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 

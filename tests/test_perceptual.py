@@ -13,8 +13,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.core.types import Split
 from afsl_bench.detectors import DETECTORS
-from afsl_bench.evaluation import evaluate, perceptual
-from afsl_bench.records import perturbation
+from afsl_bench.run.evaluation import evaluate, perceptual
+from afsl_bench.store.record import perturbation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.plots import (
+from afsl_bench.report.plots import (
     afsl_ablation,
     clean_vs_robust,
     cross_dataset,
@@ -17,8 +17,8 @@ from afsl_bench.plots import (
     robust_vs_eps,
     transfer_matrix,
 )
-from afsl_bench.store import RecordStore
-from afsl_bench.tables import tidy
+from afsl_bench.report.tables import tidy
+from afsl_bench.store.disk import RecordStore
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from afsl_bench import leaderboard as lb
-from afsl_bench.site import COLUMNS, rows, write_site
+from afsl_bench.report import leaderboard as lb
+from afsl_bench.report.site import COLUMNS, rows, write_site
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")

@@ -19,7 +19,7 @@ from afsl_bench.core.metrics import summarise
 from afsl_bench.core.speed import Compile, FastTraining, FrozenModel
 from afsl_bench.core.types import Split
 from afsl_bench.detectors import DETECTORS
-from afsl_bench.evaluation import evaluate
+from afsl_bench.run.evaluation import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from afsl_bench.store import RecordStore
+from afsl_bench.store.disk import RecordStore
 
 
 def _record(cell_id: str = "abc", status: str = "ok") -> dict:
@@ -31,7 +31,7 @@ def test_failed_write_keeps_the_previous_record_and_leaves_no_temp_file(tmp_path
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("afsl_bench.store.os.replace", explode)
+    monkeypatch.setattr("afsl_bench.store.disk.os.replace", explode)
     with pytest.raises(KeyboardInterrupt):
         store.write({**_record(), "metrics": {"robust_acc": 0.0}}, pd.DataFrame({"x": [2]}))
     assert json.loads(store.record_path("abc").read_text())["metrics"]["robust_acc"] == 0.4

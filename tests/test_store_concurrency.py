@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from afsl_bench.store import RecordStore
+from afsl_bench.store.disk import RecordStore
 
 WRITES = 50
 ROWS = {"a": 20_000, "b": 30_000}  # different sizes: a mixed pair cannot match by accident

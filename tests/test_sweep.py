@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.execute import RunOptions
-from afsl_bench.sweep import load_suite, plan_status, run_sweep
+from afsl_bench.run.cell import RunOptions
+from afsl_bench.run.sweep import load_suite, plan_status, run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -148,8 +148,8 @@ def test_inline_entries_and_several_grids_make_one_deduplicated_suite(tmp_path):
 
 
 def test_eval_samples_is_a_fixed_subset_of_the_test_split(tmp_path):
-    from afsl_bench.execute import evaluation_set
-    from afsl_bench.plan import load_dataset, plan_cell
+    from afsl_bench.run.cell import evaluation_set
+    from afsl_bench.run.plan import load_dataset, plan_cell
 
     small = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32"]
     full = plan_cell("tiny-cnn", "none", "pgd", "synthetic", overrides=small)

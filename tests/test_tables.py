@@ -8,9 +8,10 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.plan import plan_cell
-from afsl_bench.store import RecordStore
-from afsl_bench.tables import eps_label, pivot, tidy, to_markdown
+from afsl_bench.report.tables import pivot, tidy, to_markdown
+from afsl_bench.run.describe import eps_label
+from afsl_bench.run.plan import plan_cell
+from afsl_bench.store.disk import RecordStore
 
 
 def record(defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None) -> dict:

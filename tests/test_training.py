@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from afsl_bench.attacks.apgd import APGD
-from afsl_bench.attacks.base import Loss
+from afsl_bench.attacks.vocabulary import Loss
 from afsl_bench.core.metrics import eer_and_threshold
 from afsl_bench.core.types import Batch, DataBundle, Split
 from afsl_bench.defenses import DEFENSES, Defense, TrainContext, validation

@@ -10,8 +10,8 @@ from torch import nn
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.attacks.base import AttackContext, SurrogateRequest
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.execute import RunOptions, run_cell
-from afsl_bench.plan import plan_cell
+from afsl_bench.run.cell import RunOptions, run_cell
+from afsl_bench.run.plan import plan_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from afsl_bench import tuning
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.store import RecordStore
-from afsl_bench.sweep import load_suite
-from afsl_bench.tuning import Candidate, candidates, choose
+from afsl_bench.report import tuning
+from afsl_bench.report.tuning import Candidate, candidates, choose
+from afsl_bench.run.sweep import load_suite
+from afsl_bench.store.disk import RecordStore
 
 SUITE = """
 [[sweep]]

@@ -27,7 +27,7 @@ from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.detectors import DETECTORS
 from afsl_bench.detectors.sources.pickled import read_pickled_model
-from afsl_bench.plan import component_of
+from afsl_bench.run.plan import component_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -58,7 +58,7 @@ def run(
     """Train (or load) a detector with a defense, attack it, print and store one result record."""
     from afsl_bench import api
     from afsl_bench.cli.progress import RunProgress
-    from afsl_bench.store import RecordStore
+    from afsl_bench.store.disk import RecordStore
 
     logging.basicConfig(level=logging.WARNING)
     check_batch_size(batch_size)
@@ -108,10 +108,10 @@ def sweep(
     """Run every cell of a suite file (finished cells are skipped; a failing cell is recorded, the rest
     run)."""
     from afsl_bench.cli.progress import SweepProgress
-    from afsl_bench.execute import RunOptions
-    from afsl_bench.executors import LocalExecutor, RayExecutor
-    from afsl_bench.store import RecordStore
-    from afsl_bench.sweep import load_suite, plan_status, run_sweep
+    from afsl_bench.run.cell import RunOptions
+    from afsl_bench.run.executors import LocalExecutor, RayExecutor
+    from afsl_bench.run.sweep import load_suite, plan_status, run_sweep
+    from afsl_bench.store.disk import RecordStore
 
     logging.basicConfig(level=logging.WARNING)
     check_batch_size(batch_size)
@@ -123,7 +123,7 @@ def sweep(
     if address is not None and executor is not ExecutorKind.RAY:
         raise ConfigError(f"--address {address} is a Ray cluster; add --executor ray to run there")
     if address is None:  # cells run on this machine: refuse a device it lacks once, up front
-        from afsl_bench.env import resolve_device
+        from afsl_bench.core.env import resolve_device
 
         resolve_device(device)
     runner = RayExecutor(address) if executor is ExecutorKind.RAY else LocalExecutor()
@@ -153,11 +153,18 @@ def gate(
     compile: CompileOption = COMPILE,
 ) -> None:
     """CI regression gate: run the baseline's suite (cached cells are read) and fail when a metric dropped."""
-    from afsl_bench.execute import RunOptions
-    from afsl_bench.gate import TOLERANCE, compare, current_metrics, read_baseline, suite_of, write_baseline
+    from afsl_bench.report.gate import (
+        TOLERANCE,
+        compare,
+        current_metrics,
+        read_baseline,
+        suite_of,
+        write_baseline,
+    )
+    from afsl_bench.run.cell import RunOptions
 
     logging.basicConfig(level=logging.WARNING)
-    from afsl_bench.env import resolve_device
+    from afsl_bench.core.env import resolve_device
 
     resolve_device(device)  # once, up front, rather than one failed cell per cell
     known = read_baseline(baseline) if (not update or baseline.is_file()) else None

@@ -82,7 +82,7 @@ def run_result(console: Console, record: dict[str, Any], cached: bool, path: Pat
 
 def result_table(record: dict[str, Any], cached: bool) -> Table:
     """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
-    from afsl_bench.tables import describe_spec
+    from afsl_bench.run.describe import describe_spec
 
     metrics = record["metrics"]
     title = describe_spec(record["spec"])
@@ -113,7 +113,7 @@ def warnings(console: Console, record: dict[str, Any]) -> None:
 
 def not_learned_line(record: dict[str, Any]) -> str | None:
     """One warning line when the detector did not learn (clean AUC below the threshold), or None."""
-    from afsl_bench.records import learning
+    from afsl_bench.store.record import learning
 
     flag = learning(record["metrics"])
     if not flag["raised"]:
@@ -159,7 +159,7 @@ def caption(record: dict[str, Any], cached: bool) -> str:
 
 def sweep_plan_table(plan: Any, cached: list[Any], todo: list[Any]) -> Table:
     """``sweep --dry-run``: every cell of the suite, cached or to run."""
-    from afsl_bench.sweep import describe
+    from afsl_bench.run.sweep import describe
 
     table = Table(title=f"{plan.name}: {len(plan.cells)} cells, {len(cached)} cached, {len(todo)} to run")
     for column in ("cell", "status", "what"):
@@ -208,8 +208,8 @@ def regressions(console: Console, failures: list[dict[str, Any]]) -> None:
 
 
 def pivots(console: Console, tables: Any, metric: str, rows: str, fmt: TableFormat) -> None:
-    """Each ``(where, frame)`` pivot of ``afsl_bench.tables.pivot`` as a rich table, CSV or Markdown."""
-    from afsl_bench.tables import to_markdown
+    """Each ``(where, frame)`` pivot of ``afsl_bench.report.tables.pivot`` as a rich table, CSV or Markdown."""
+    from afsl_bench.report.tables import to_markdown
 
     for where, frame in tables:
         title = f"{metric} (%): " + ", ".join(f"{k} {v}" for k, v in where.items())

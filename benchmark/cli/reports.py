@@ -41,9 +41,9 @@ def plot(
     ] = None,
 ) -> None:
     """Plots from the stored records (PNG and SVG): robust accuracy vs eps, clean vs robust, cross-dataset."""
-    from afsl_bench.plots import render_all
-    from afsl_bench.store import RecordStore
-    from afsl_bench.tables import load
+    from afsl_bench.report.plots import render_all
+    from afsl_bench.report.tables import load
+    from afsl_bench.store.disk import RecordStore
 
     written, skipped = render_all(load(results_dir), out_dir or RecordStore(results_dir).plots)
     for path in written:
@@ -82,9 +82,9 @@ def leaderboard(
 ) -> None:
     """Rewrite leaderboard.md's generated block, its plots and the RobustBench model_info entries (and with
     --html, a static site: sortable, filterable tables of every cell, their records and the plots)."""
-    from afsl_bench import leaderboard as lb
     from afsl_bench.core.io import atomic_write_text
-    from afsl_bench.sweep import load_suite
+    from afsl_bench.report import leaderboard as lb
+    from afsl_bench.run.sweep import load_suite
 
     if not output.is_file():
         raise ConfigError(f"'{output}' does not exist; create it with the markers {lb.BEGIN} and {lb.END}")
@@ -104,7 +104,7 @@ def leaderboard(
     atomic_write_text(output, lb.replace_block(output.read_text(), block))
     entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records) if records else {})
     if html is not None:
-        from afsl_bench.site import write_site
+        from afsl_bench.report.site import write_site
 
         note = banner.removeprefix("> ").replace("**", "")
         page = write_site(records, html, plots_dir, f"afsl-bench leaderboard ({suite})", note)
@@ -118,8 +118,8 @@ def leaderboard(
 
 def _redraw(records: list[dict[str, Any]], plots_dir: Path) -> None:
     """Replace the leaderboard's plots: a plot the records no longer support must not stay linked."""
-    from afsl_bench.plots import render_all
-    from afsl_bench.tables import tidy
+    from afsl_bench.report.plots import render_all
+    from afsl_bench.report.tables import tidy
 
     for old in [*plots_dir.glob("*.png"), *plots_dir.glob("*.svg")]:
         old.unlink()
@@ -139,7 +139,7 @@ def table(
     results_dir: ResultsDir = RESULTS_DIR,
 ) -> None:
     """Pivot tables of a metric from the stored records (mean ± std over seeds, in %); nothing is re-run."""
-    from afsl_bench.tables import load, pivot
+    from afsl_bench.report.tables import load, pivot
 
     render.pivots(out, pivot(load(results_dir), metric, rows, columns), metric, rows, fmt)
 
@@ -150,8 +150,8 @@ def tune(
 ) -> None:
     """Choose each defense's parameters and the head on VALIDATION robust accuracy (APGD-CE, recorded at the
     end of training) from a swept tuning suite; writes <results-dir>/tuning/<suite>.json."""
-    from afsl_bench import tuning
-    from afsl_bench.sweep import load_suite
+    from afsl_bench.report import tuning
+    from afsl_bench.run.sweep import load_suite
 
     loaded = load_suite(suite)
     found = tuning.candidates(loaded, results_dir)

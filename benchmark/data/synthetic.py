@@ -369,4 +369,4 @@ def synthetic_hq(
     return generate(_check("synthetic-hq", HQ_STYLE, HQ_CUES, locals()))
 
 
-synthetic.version = synthetic_hq.version = DATA_VERSION  # in every cell spec (afsl_bench.plan)
+synthetic.version = synthetic_hq.version = DATA_VERSION  # in every cell spec (afsl_bench.run.plan)

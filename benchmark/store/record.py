@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from afsl_bench.core.env import environment
 from afsl_bench.core.metrics import summarise
 from afsl_bench.core.spec import SCHEMA_VERSION, CellSpec, to_jsonable
 from afsl_bench.core.types import DataBundle
-from afsl_bench.env import environment
-from afsl_bench.store import STATUS_OK
+from afsl_bench.store.disk import STATUS_OK
 
 #: below this clean AUC on the evaluation set a detector is taken to have learned nothing (0.5 is chance;
 #: issue 14: on a user's own data training can end at 0.5-0.6): every robust number of the cell is noise

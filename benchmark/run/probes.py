@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS, Attack
-from afsl_bench.attacks.base import Loss, Norm
 from afsl_bench.attacks.ops import attack_loss, attacked_mask, frozen
+from afsl_bench.attacks.vocabulary import Loss, Norm
 
 #: logits of two passes over the same input closer than this are "the same" (GPU kernels are not bitwise
 #: deterministic; a randomised front end moves logits by far more)

@@ -21,10 +21,10 @@ from typing import Any
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
-from afsl_bench.execute import RunOptions
-from afsl_bench.records import learning
-from afsl_bench.store import RecordStore
-from afsl_bench.sweep import Suite, describe, load_suite, run_sweep
+from afsl_bench.run.cell import RunOptions
+from afsl_bench.run.sweep import Suite, describe, load_suite, run_sweep
+from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import learning
 
 METRICS = ("robust_acc", "clean_acc")
 TOLERANCE = 0.02

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from afsl_bench.core.io import atomic_write_text
-from afsl_bench.records import not_learned
-from afsl_bench.tables import tidy
+from afsl_bench.report.tables import tidy
+from afsl_bench.store.record import not_learned
 
 #: the table's columns: (header, key of the row dict, numeric?)
 COLUMNS = (

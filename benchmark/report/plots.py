@@ -8,7 +8,7 @@
 - ``afsl_ablation``: bars of robust accuracy per AFSL variant (a loss term switched off), mean ± sd over
   seeds, one bar per attack.
 
-Nothing is re-run: every number comes from the records (``afsl_bench.tables.tidy``).
+Nothing is re-run: every number comes from the records (``afsl_bench.report.tables.tidy``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import seaborn as sns
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write
-from afsl_bench.tables import eps_label
+from afsl_bench.run.describe import eps_label
 
 #: no creation date and a fixed id salt, so the same records draw byte-identical files (committed plots
 #: change only when their data does)

@@ -25,17 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from afsl_bench import paper
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
 from afsl_bench.core.spec import to_jsonable
 from afsl_bench.data.synthetic import DATA_VERSION
 from afsl_bench.data.synthetic_cues import FFPP_CUES, HQ_CUES
-from afsl_bench.plan import LEGACY_RULE, THRESHOLD, DecisionRule
-from afsl_bench.records import NOT_LEARNED_AUC, not_learned
-from afsl_bench.store import RecordStore
-from afsl_bench.sweep import Suite
-from afsl_bench.tables import NOT_LEARNED_MARK, attack_label, eps_label, pivot, tidy, to_markdown
+from afsl_bench.report import paper
+from afsl_bench.report.tables import NOT_LEARNED_MARK, pivot, tidy, to_markdown
+from afsl_bench.run.describe import attack_label, eps_label
+from afsl_bench.run.plan import LEGACY_RULE, THRESHOLD, DecisionRule
+from afsl_bench.run.sweep import Suite
+from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import NOT_LEARNED_AUC, not_learned
 
 BEGIN = "<!-- BEGIN GENERATED: afsl-bench leaderboard -->"
 END = "<!-- END GENERATED: afsl-bench leaderboard -->"
@@ -126,7 +127,7 @@ def incomplete(missing: list[Any], planned: int, note: str | None) -> str:
     """The banner of a leaderboard whose suite is not fully run: how much is missing, of which models, why."""
     if not missing:
         return ""
-    from afsl_bench.tables import labels
+    from afsl_bench.run.describe import labels
 
     models = sorted({"{detector} + {defense}".format(**labels(c.to_json())) for c in missing})
     shown = "; ".join(models[:12]) + (f"; and {len(models) - 12} more" if len(models) > 12 else "")
@@ -696,8 +697,8 @@ def flags(records: list[dict[str, Any]]) -> str:
 
 
 def plot_links(plots_dir: Path, page: Path) -> dict[str, str]:
-    """{plot: path relative to the page} for the PNGs present, in the order ``afsl_bench.plots`` draws them."""
-    from afsl_bench.plots import PLOTS as ORDER
+    """{plot: path relative to the page} for the PNGs present, in the order ``afsl_bench.report.plots`` draws them."""
+    from afsl_bench.report.plots import PLOTS as ORDER
 
     present = {p.stem: p for p in plots_dir.glob("*.png")}
     return {

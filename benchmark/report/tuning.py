@@ -25,9 +25,9 @@ from typing import Any
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
-from afsl_bench.store import RecordStore
-from afsl_bench.sweep import Suite
-from afsl_bench.tables import changed
+from afsl_bench.run.describe import changed
+from afsl_bench.run.sweep import Suite
+from afsl_bench.store.disk import RecordStore
 
 ROBUST = "val_robust_acc"
 CLEAN = "val_clean_acc"

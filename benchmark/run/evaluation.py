@@ -24,8 +24,9 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from afsl_bench.attacks.base import Attack, Direction
+from afsl_bench.attacks.base import Attack
 from afsl_bench.attacks.ops import attacked_mask
+from afsl_bench.attacks.vocabulary import Direction
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import Split

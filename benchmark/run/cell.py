@@ -1,7 +1,7 @@
 """Running one planned cell: train (or load) the model, evaluate it clean and under attack, run the probes,
 and hand the record to the store.
 
-Data flows one way: a ``CellSpec`` (``afsl_bench.plan``) -> ``run_cell`` -> a record (``afsl_bench.records``)
+Data flows one way: a ``CellSpec`` (``afsl_bench.run.plan``) -> ``run_cell`` -> a record (``afsl_bench.store.record``)
 -> the ``RecordStore``. A finished cell is never recomputed unless forced; an interrupted one leaves no record
 and its training resumes from the partial checkpoint.
 """
@@ -21,15 +21,15 @@ import torch
 
 from afsl_bench.attacks import Attack
 from afsl_bench.attacks.base import AttackContext
-from afsl_bench.checks import ProbeSettings, probe_indices, run_checks, store_flags
+from afsl_bench.core.env import resolve_device
 from afsl_bench.core.spec import CellSpec, TrainSpec, content_hash
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import DataBundle
 from afsl_bench.defenses.training import TrainResult, train
 from afsl_bench.detectors.base import Detector
-from afsl_bench.env import resolve_device
-from afsl_bench.evaluation import clean_fingerprint, evaluate
-from afsl_bench.plan import (
+from afsl_bench.run.describe import row
+from afsl_bench.run.evaluation import clean_fingerprint, evaluate
+from afsl_bench.run.plan import (
     EVAL_ONLY,
     SAMPLES,
     DecisionRule,
@@ -41,8 +41,9 @@ from afsl_bench.plan import (
     load_dataset,
     surrogate_spec,
 )
-from afsl_bench.records import make_record
-from afsl_bench.store import STATUS_OK, RecordStore
+from afsl_bench.run.probes import ProbeSettings, probe_indices, run_checks, store_flags
+from afsl_bench.store.disk import STATUS_OK, RecordStore
+from afsl_bench.store.record import make_record
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class RunOptions:
     device: str = "auto"
     batch_size: int = 256
     force: bool = False
-    #: run the gradient-masking / sanity probes (afsl_bench/checks.py) and record their flags
+    #: run the gradient-masking / sanity probes (afsl_bench/run/probes.py) and record their flags
     checks: bool = True
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     #: how the frozen model is prepared for the attacks and the training step run (afsl_bench/core/speed.py); the record notes it
@@ -82,9 +83,7 @@ class CellOutcome:
 
     def row(self) -> pd.Series:
         """The record as one row of ``afsl-bench table``'s tidy frame: labels, every metric, the cell id."""
-        from afsl_bench.tables import tidy
-
-        return tidy([self.record]).iloc[0]
+        return pd.Series(row(self.record))
 
 
 def run_cell(
@@ -201,7 +200,7 @@ def cell_checks(
     options: RunOptions,
     memo: MutableMapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The per-cell flags of ``afsl_bench/checks.py`` on a seeded probe of the evaluation split; the checks of
+    """The per-cell flags of ``afsl_bench/run/probes.py`` on a seeded probe of the evaluation split; the checks of
     the model alone are shared through ``memo`` by the cells of one trained model and evaluation set."""
     rows = probe_indices(len(bundle.test), options.probe.samples, seed)
     batch = bundle.test.batch(rows).to(device)

@@ -1,7 +1,7 @@
 """The AFSL paper's published results, as data: Khan et al., "Adversarially Robust Deepfake Detection via
 Adversarial Feature Similarity Learning", MMM 2024, https://arxiv.org/abs/2403.08806.
 
-The leaderboard's "Paper reproduction" section (``afsl_bench.leaderboard.paper_reproduction``) shows these
+The leaderboard's "Paper reproduction" section (``afsl_bench.report.leaderboard.paper_reproduction``) shows these
 beside the numbers of ``suites/paper.toml`` (synthetic) or ``suites/paper-ffpp.toml`` (FF++ c23). Nothing
 here is a number we measured, and nothing is invented: where the paper's claim is only qualitative (the
 ablation), it is kept as text.

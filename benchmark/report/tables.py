@@ -1,0 +1,115 @@
+"""Tables from the record store: one tidy row per finished cell, pivoted (defense x attack per detector and
+data sets by default), mean over seeds with the spread and the count.
+
+Everything is computed from the stored records; nothing is re-run. ``afsl-bench table`` prints these as a
+rich table, CSV or Markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import did_you_mean
+from afsl_bench.run.describe import eps_label, row
+from afsl_bench.store.disk import STATUS_OK, RecordStore
+
+#: the tidy columns a table can be pivoted on
+DIMENSIONS = ("detector", "defense", "attack", "train_data", "eval_data", "seed")
+#: the transfer matrix's axes: the model the attack was crafted on, and the attacked model (detector + defense)
+TRANSFER = ("surrogate", "target")
+#: the dimensions a transfer axis stands for (a transfer table is not split by them)
+IMPLIED = {"target": ("detector", "defense"), "surrogate": ("attack",)}
+#: other non-metric columns of the tidy frame
+EXTRA = (
+    *TRANSFER,
+    "detector_name",
+    "defense_name",
+    "defense_params",
+    "attack_name",
+    "eps",
+    "norm",
+    "train",
+    "cell_id",
+    "not_learned",
+)
+#: appended to a table cell when one of its records' detectors did not learn (records.learning)
+NOT_LEARNED_MARK = " [not learned]"
+
+
+def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished (ok) record: its dimensions, every metric, and the cell id."""
+    return pd.DataFrame([row(r) for r in records if r.get("status") == STATUS_OK])
+
+
+def load(results_dir: Path | str) -> pd.DataFrame:
+    store = RecordStore(results_dir)
+    frame = tidy(store)
+    if frame.empty:
+        raise ConfigError(f"no finished records under {store.records}: run a cell or a sweep first")
+    return frame
+
+
+def pivot(
+    frame: pd.DataFrame, metric: str = "robust_acc", rows: str = "defense", columns: str = "attack"
+) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """One table per combination of the other dimensions (seed aside): ({dimension: value}, rows x columns
+    of 'mean ± std (n=seeds)' in %). ``--rows surrogate --columns target`` is the transfer matrix: transfer
+    records only, one table per budget and data sets."""
+    metrics = [c for c in frame.columns if c not in (*DIMENSIONS, *EXTRA)]
+    if metric not in metrics:
+        raise ConfigError(
+            f"unknown metric '{metric}'.{did_you_mean(metric, metrics)} Valid: {', '.join(metrics)}"
+        )
+    valid = [d for d in (*DIMENSIONS, *TRANSFER) if d != "seed"]
+    for name, value in (("rows", rows), ("columns", columns)):
+        if value not in valid:
+            raise ConfigError(f"--{name} {value}: choose one of {', '.join(valid)}")
+    implied = {d for axis in (rows, columns) for d in IMPLIED.get(axis, ())}
+    groups = [d for d in DIMENSIONS if d not in (rows, columns, "seed", *implied)]
+    if "surrogate" in (rows, columns):
+        frame = frame[frame["surrogate"].notna()]
+        if frame.empty:
+            raise ConfigError("no transfer records: the transfer matrix needs cells of the 'transfer' attack")
+        frame = frame.assign(budget=[eps_label(e, "linf") for e in frame["eps"]])
+        groups.append("budget")
+    clash = frame[frame.duplicated([*groups, rows, columns, "seed"], keep=False)]
+    if len(clash):
+        raise ConfigError(
+            "records that differ only in settings the table does not show (training settings; in a transfer "
+            "matrix, the inner attack's parameters) would be averaged together "
+            f"(cells {', '.join(clash['cell_id'][:4])}); keep such runs in separate --results-dir folders"
+        )
+    tables = []
+    for key, part in frame.groupby(groups, sort=True):
+        stats = part.groupby([rows, columns]).agg(
+            mean=(metric, "mean"),
+            std=(metric, "std"),
+            count=(metric, "count"),
+            unlearned=("not_learned", "any"),
+        )
+        cells = stats.apply(
+            lambda s: (
+                _cell(s["mean"], s["std"], int(s["count"])) + (NOT_LEARNED_MARK if s["unlearned"] else "")
+            ),
+            axis=1,
+        )
+        tables.append((dict(zip(groups, key, strict=True)), cells.unstack(columns).fillna("-")))
+    return tables
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if n == 1:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f} (n={n})"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = [table.index.name or "", *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(table.index, table.values)]
+    return "\n".join(lines)
