@@ -41,18 +41,7 @@ import torch
 from torch import nn
 
 from afsl_bench.attacks.apgd_state import State
-from afsl_bench.attacks.backends import (
-    ART_NORM,
-    TA_NORM,
-    Backend,
-    art_classifier,
-    art_generate,
-    check_backend,
-    first_problem,
-    run_backend,
-    ta_seed,
-    translator,
-)
+from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
@@ -171,71 +160,3 @@ class APGD(Attack):
                 logits = model(new)
             loss, grad = attack_loss(logits, s.y, self.loss), None
         s.advance(new, loss, grad, misclassified(logits, s.y))
-
-
-# --- third-party backends (same settings, translated) -------------------------------------------------------
-
-
-def apgd_checks(attack: APGD, lib: str) -> list[tuple[bool, str]]:
-    """What both libraries hard-code: a random start, rho = momentum = 0.75 (our early_stop returns the same
-    points either way, so it needs no check)."""
-    return [
-        (attack.random_start, f"random_start=false: {lib} always starts at a random point of the ball"),
-        (attack.rho == 0.75, f"rho={attack.rho}: {lib} fixes rho at 0.75"),
-        (attack.momentum == 0.75, f"momentum={attack.momentum}: {lib} fixes the momentum at 0.75"),
-    ]
-
-
-def ta_apgd_supports(attack: APGD) -> str | None:
-    return first_problem(
-        (
-            Loss(attack.loss) is Loss.CE,
-            f"loss={attack.loss!r}: torchattacks' APGD has ce and dlr (which needs three logits) only",
-        ),
-        *apgd_checks(attack, "torchattacks' APGD"),
-    )
-
-
-@translator(APGD, Backend.TORCHATTACKS, supports=ta_apgd_supports)
-def torchattacks_apgd(attack: APGD, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """torchattacks.APGD with cross-entropy (the reference code's checkpoints and step rules)."""
-    import torchattacks
-
-    ta = torchattacks.APGD(
-        model,
-        norm=TA_NORM[Norm(attack.norm)],
-        eps=attack.eps,
-        steps=attack.steps,
-        n_restarts=attack.restarts,
-        loss="ce",
-        rho=attack.rho,
-        seed=ta_seed(),
-    )
-    # it reseeds torch's global RNG: fork it so that ours goes on where the seed draw left it
-    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-        return ta(x, y)
-
-
-def art_apgd_supports(attack: APGD) -> str | None:
-    return first_problem(*apgd_checks(attack, "ART's APGD"))
-
-
-@translator(APGD, Backend.ART, supports=art_apgd_supports)
-def art_apgd(attack: APGD, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ART's AutoProjectedGradientDescent: ``cross_entropy``, or the margin as the classifier's loss; the
-    first step is 2 * eps as in the paper and ours."""
-    from art.attacks.evasion import AutoProjectedGradientDescent
-
-    ce = Loss(attack.loss) is Loss.CE
-    art = AutoProjectedGradientDescent(
-        art_classifier(model, x, attack.loss),
-        norm=ART_NORM[Norm(attack.norm)],
-        eps=attack.eps,
-        eps_step=2 * attack.eps,
-        max_iter=attack.steps,
-        nb_random_init=attack.restarts,
-        batch_size=len(x),
-        loss_type="cross_entropy" if ce else None,
-        verbose=False,
-    )
-    return art_generate(art, x, y)

@@ -40,15 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from afsl_bench.attacks.backends import (
-    Backend,
-    art_classifier,
-    art_generate,
-    check_backend,
-    first_problem,
-    run_backend,
-    translator,
-)
+from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import check_positive_int, check_vocabulary, loss_and_grad, per_sample
 from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
@@ -238,56 +230,3 @@ class CW(Attack):
         pull = per_sample(-const * (hinge > 0), x).to(x.dtype)
         grad = margin_grad.mul_(pull).add_(diff, alpha=2).mul_(x_adv * (1 - x_adv) * 2)
         return x_adv, logits, l2sq, l2sq + const * hinge, grad
-
-
-# --- third-party backends (same settings, translated); CW applies its eps filter and success check itself ---
-
-
-def ta_cw_supports(attack: CW) -> str | None:
-    return first_problem(
-        (
-            attack.search_steps == 1,
-            f"search_steps={attack.search_steps}: torchattacks' CW has no binary search (set search_steps=1)",
-        ),
-        (attack.abort_early, "abort_early=false: torchattacks' CW always aborts when its loss stops falling"),
-    )
-
-
-@translator(CW, Backend.TORCHATTACKS, supports=ta_cw_supports)
-def torchattacks_cw(attack: CW, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """torchattacks.CW: one constant c = initial_const, Adam. Caveat: its f takes max((1 - onehot) * z) as
-    the other class's logit, so with two logits that are both negative f is 0 and the attack has no
-    classification gradient (it is not binary-safe, though it does not crash)."""
-    import torchattacks
-
-    return torchattacks.CW(
-        model, c=attack.initial_const, kappa=attack.confidence, steps=attack.steps, lr=attack.lr
-    )(x, y)
-
-
-def art_cw_supports(attack: CW) -> str | None:
-    return first_problem(
-        (
-            not attack.abort_early,
-            "abort_early=true: ART's CarliniL2Method runs every iteration (set abort_early=false)",
-        )
-    )
-
-
-@translator(CW, Backend.ART, supports=art_cw_supports)
-def art_cw(attack: CW, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ART's CarliniL2Method: the same binary search; gradient descent with a line search instead of Adam
-    (``lr`` is its initial learning rate)."""
-    from art.attacks.evasion import CarliniL2Method
-
-    art = CarliniL2Method(
-        art_classifier(model, x),
-        confidence=attack.confidence,
-        learning_rate=attack.lr,
-        binary_search_steps=attack.search_steps,
-        max_iter=attack.steps,
-        initial_const=attack.initial_const,
-        batch_size=len(x),
-        verbose=False,
-    )
-    return art_generate(art, x, y)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from afsl_bench.attacks.backends import TA_NORM, Backend, check_backend, run_backend, ta_seed, translator
+from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     check_budget,
@@ -180,25 +180,3 @@ class FAB(Attack):
 
 
 # --- third-party backend ------------------------------------------------------------------------------------
-
-
-@translator(FAB, Backend.TORCHATTACKS)
-def torchattacks_fab(attack: FAB, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """torchattacks.FAB, untargeted, with two classes."""
-    import torchattacks
-
-    ta = torchattacks.FAB(
-        model,
-        norm=TA_NORM[Norm(attack.norm)],
-        eps=attack.eps,
-        steps=attack.steps,
-        n_restarts=attack.restarts,
-        alpha_max=attack.alpha_max,
-        eta=attack.eta,
-        beta=attack.beta,
-        seed=ta_seed(),
-        multi_targeted=False,
-        n_classes=2,
-    )
-    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-        return ta(x, y)

@@ -21,16 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from afsl_bench.attacks.backends import (
-    ART_NORM,
-    Backend,
-    art_classifier,
-    art_generate,
-    check_backend,
-    first_problem,
-    run_backend,
-    translator,
-)
+from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
@@ -81,55 +72,3 @@ class FGSM(Attack):
         _, _, grad = loss_and_grad(model, x + delta, y, self.loss)
         delta = project(delta + self.step * ascent_direction(grad, self.norm), self.norm, self.eps)
         return (x + delta).clamp(0, 1)
-
-
-# --- third-party backends (same settings, translated) -------------------------------------------------------
-
-
-def ta_fgsm_supports(attack: FGSM) -> str | None:
-    return first_problem(
-        (Norm(attack.norm) is Norm.LINF, f"norm={attack.norm!r}: torchattacks' FGSM is L-inf only"),
-        (
-            Loss(attack.loss) is Loss.CE,
-            f"loss={attack.loss!r}: torchattacks' FGSM maximises cross-entropy only",
-        ),
-        (
-            attack.random_start or attack.step == attack.eps,
-            f"step_size={attack.step_size}: torchattacks' FGSM steps by eps (FFGSM, with random_start, takes any)",
-        ),
-    )
-
-
-@translator(FGSM, Backend.TORCHATTACKS, supports=ta_fgsm_supports)
-def torchattacks_fgsm(attack: FGSM, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """torchattacks.FGSM; with a random start its FFGSM (Wong et al. 2020), the same algorithm as ours."""
-    import torchattacks
-
-    if attack.random_start:
-        return torchattacks.FFGSM(model, eps=attack.eps, alpha=attack.step)(x, y)
-    return torchattacks.FGSM(model, eps=attack.eps)(x, y)
-
-
-def art_fgsm_supports(attack: FGSM) -> str | None:
-    return first_problem(
-        (
-            attack.step == attack.eps,
-            f"step_size={attack.step:.4g}: ART's FastGradientMethod steps by eps (set step_size=eps)",
-        )
-    )
-
-
-@translator(FGSM, Backend.ART, supports=art_fgsm_supports)
-def art_fgsm(attack: FGSM, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ART's FastGradientMethod (one random start with ``random_start``, its own draw in the ball)."""
-    from art.attacks.evasion import FastGradientMethod
-
-    art = FastGradientMethod(
-        art_classifier(model, x, attack.loss),
-        norm=ART_NORM[Norm(attack.norm)],
-        eps=attack.eps,
-        eps_step=attack.eps,
-        num_random_init=int(attack.random_start),
-        batch_size=len(x),
-    )
-    return art_generate(art, x, y)

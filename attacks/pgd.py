@@ -23,16 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from afsl_bench.attacks.backends import (
-    ART_NORM,
-    Backend,
-    art_classifier,
-    art_generate,
-    check_backend,
-    first_problem,
-    run_backend,
-    translator,
-)
+from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     ascent_direction,
@@ -120,72 +111,3 @@ class PGD(Attack):
         # in place where the operand is ours: fewer fresh image-sized tensors (page faults on CPU)
         d_new = project(ascent_direction(grad, self.norm).mul_(self.step).add_(delta), self.norm, self.eps)
         return (x + d_new).clamp_(0, 1).sub_(x), logits
-
-
-
-# --- third-party backends (same settings, translated) -------------------------------------------------------
-
-
-def pgd_checks(attack: PGD, lib: str) -> list[tuple[bool, str]]:
-    return [
-        (
-            not attack.early_stop,
-            f"early_stop=true: {lib} steps every sample every time (set early_stop=false)",
-        )
-    ]
-
-
-def ta_pgd_supports(attack: PGD) -> str | None:
-    return first_problem(
-        (
-            Loss(attack.loss) is Loss.CE,
-            f"loss={attack.loss!r}: torchattacks' PGD maximises cross-entropy only",
-        ),
-        (attack.restarts == 1, f"restarts={attack.restarts}: torchattacks' PGD has no restarts"),
-        *pgd_checks(attack, "torchattacks' PGD"),
-    )
-
-
-@translator(PGD, Backend.TORCHATTACKS, supports=ta_pgd_supports)
-def torchattacks_pgd(attack: PGD, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """torchattacks.PGD (L-inf) or PGDL2 (its division guard set to ours, 1e-12)."""
-    import torchattacks
-
-    common = {
-        "eps": attack.eps,
-        "alpha": attack.step,
-        "steps": attack.steps,
-        "random_start": attack.random_start,
-    }
-    if Norm(attack.norm) is Norm.LINF:
-        return torchattacks.PGD(model, **common)(x, y)
-    return torchattacks.PGDL2(model, eps_for_division=1e-12, **common)(x, y)
-
-
-def art_pgd_supports(attack: PGD) -> str | None:
-    return first_problem(
-        (
-            attack.random_start or attack.restarts == 1,
-            f"restarts={attack.restarts} with random_start=false: ART's restarts are random starts",
-        ),
-        *pgd_checks(attack, "ART's ProjectedGradientDescent"),
-    )
-
-
-@translator(PGD, Backend.ART, supports=art_pgd_supports)
-def art_pgd(attack: PGD, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ART's ProjectedGradientDescentPyTorch; restarts are its ``num_random_init`` (it keeps a later
-    restart's point where that one fools the model, we keep the first: the same samples are broken)."""
-    from art.attacks.evasion import ProjectedGradientDescentPyTorch
-
-    art = ProjectedGradientDescentPyTorch(
-        art_classifier(model, x, attack.loss),
-        norm=ART_NORM[Norm(attack.norm)],
-        eps=attack.eps,
-        eps_step=attack.step,
-        max_iter=attack.steps,
-        num_random_init=attack.restarts if attack.random_start else 0,
-        batch_size=len(x),
-        verbose=False,
-    )
-    return art_generate(art, x, y)

@@ -42,27 +42,14 @@ Example::
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from afsl_bench.attacks.backends import (
-    ART_NORM,
-    TA_NORM,
-    Backend,
-    art_classifier,
-    art_generate,
-    check_backend,
-    first_problem,
-    run_backend,
-    ta_seed,
-    translator,
-)
+from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
     attack_loss,
@@ -302,86 +289,3 @@ class Square(Attack):
             fooled[rows] = now_fooled
             spent[rows] += 1
         return best, best_loss, fooled, spent
-
-
-# --- third-party backends (same budget, translated) -----------------------------------------------------
-
-
-def ta_square_supports(attack: Square) -> str | None:
-    return first_problem(
-        (
-            attack.queries >= 1 + 2 * attack.restarts,
-            (
-                f"queries={attack.queries}: torchattacks' Square spends at least 1 + 2 * restarts forwards per "
-                "sample (a clean check, then a start and a final check per restart)"
-            ),
-        )
-    )
-
-
-@translator(Square, Backend.TORCHATTACKS, supports=ta_square_supports)
-def torchattacks_square(attack: Square, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """torchattacks.Square spends, per sample, 1 clean forward and per restart its start, ``n_queries``
-    iterations and a final check: ``n_queries = (queries - 1) // restarts - 2`` keeps it within budget. It
-    draws one window and one sign per batch (ours: per sample), the same law per sample."""
-    import torchattacks
-
-    ta = torchattacks.Square(
-        model,
-        norm=TA_NORM[Norm(attack.norm)],
-        eps=attack.eps,
-        n_queries=(attack.queries - 1) // attack.restarts - 2,
-        n_restarts=attack.restarts,
-        p_init=attack.p_init,
-        loss=Loss(attack.loss).value,
-        seed=ta_seed(),
-    )
-    ta.set_device(x.device)
-    # it reseeds torch's global RNG: fork it so that ours goes on where the seed draw left it; no_grad because
-    # its clean check runs outside it
-    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []), torch.no_grad():
-        return ta(x, y)
-
-
-def art_square_supports(attack: Square) -> str | None:
-    return first_problem(
-        (
-            attack.queries >= 3 * attack.restarts,
-            f"queries={attack.queries}: ART's SquareAttack spends at least 3 forwards per sample and restart",
-        )
-    )
-
-
-@translator(Square, Backend.ART, supports=art_square_supports)
-def art_square(attack: Square, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ART's SquareAttack (numpy). Per restart it spends 3 forwards per sample to start and 3 per iteration
-    (a decision, the current loss and the proposal's loss): ``max_iter = (queries // restarts - 3) // 3``.
-    Its loss is minimised: its default is the logit margin z_true - z_other, ``ce`` passes -cross-entropy.
-    Its python ``random`` draws (the L2 bump's transposes) are seeded from torch's RNG too."""
-    from art.attacks.evasion import SquareAttack
-
-    clf = art_classifier(model, x)
-    neg_ce = None
-    if Loss(attack.loss) is Loss.CE:
-
-        def neg_ce(x_np: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-            logits = torch.from_numpy(clf.predict(x_np, batch_size=len(x_np)))
-            return -attack_loss(logits, torch.from_numpy(onehot.argmax(1)), Loss.CE).numpy()
-
-    art = SquareAttack(
-        clf,
-        norm=ART_NORM[Norm(attack.norm)],
-        loss=neg_ce,
-        eps=attack.eps,
-        max_iter=(attack.queries // attack.restarts - 3) // 3,
-        p_init=attack.p_init,
-        nb_restarts=attack.restarts,
-        batch_size=len(x),
-        verbose=False,
-    )
-    state = random.getstate()
-    random.seed(int(torch.randint(2**31, ())))
-    try:
-        return art_generate(art, x, y)
-    finally:
-        random.setstate(state)

@@ -61,8 +61,7 @@ class TrainSettings:
 
     # 16: PGD-AT 8/255 on `synthetic` (data version 2) stays at chance on validation for 7 epochs and
     # learns the bounded cues between epochs 8 and 10 on one draw of the data (docs/data-design.md), so 8
-    # epochs were too few; AFSL + tiny-cnn (PGD-10) then trains in 142 s on this 2-core CPU (README's first
-    # command)
+    # epochs were too few
     epochs: int = 16
     # 64 gives ~30 optimiser steps per epoch on 2,000 images; larger batches buy no speed on a CPU
     batch_size: int = 64
@@ -105,7 +104,7 @@ class TrainResult:
     val_metrics: dict[str, float]
     seconds: float  # training time (summed over resumed runs; the original time for a cached model)
     #: how the training step ran (``FastTraining.runtime``: compile mode, channels-last, compiled); empty
-    #: for checkpoints written before 2026-12-01, which trained eagerly
+    #: for older checkpoints, which trained eagerly (docs/changelog.md)
     runtime: dict[str, Any] = field(default_factory=dict)
 
 

@@ -4,7 +4,7 @@ Normalisation lives inside the model as buffers (as in RobustBench), so attacks 
 The head is a parameter (``Head``): ``linear`` (a plain classifier), ``cosine`` (the paper's head: one weight
 vector w, logits (0, s * cos(z, w)), scale s = 64, as in RealForensics' logit-adjusted BCE head that AFSL builds
 on; Khan et al. 2024) or ``cosine-pair`` (one weight vector per class, logit_c = s * cos(z, w_c); the suite's
-``cosine`` head before 2026-12-01). A ``threshold`` buffer holds the decision threshold on the
+``cosine`` head up to detector version 1). A ``threshold`` buffer holds the decision threshold on the
 logit margin z_fake - z_real, fixed on clean validation data after training and folded into ``forward`` so
 that argmax, every attack and every metric agree on one decision rule.
 """
@@ -19,7 +19,7 @@ from torch import nn
 
 from afsl_bench.core.registry import Registry
 
-#: version 2 (2026-12-01): ``cosine`` is the paper's one-vector head; the two-vector head is ``cosine-pair``
+#: version 2: ``cosine`` is the paper's one-vector head; the two-vector head (version 1's ``cosine``) is ``cosine-pair``
 DETECTORS: Registry = Registry("detector", version=2)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

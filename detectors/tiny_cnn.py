@@ -6,7 +6,7 @@ https://arxiv.org/abs/1502.03167), each downsampling by a stride-2 convolution (
 Springenberg et al., ICLR-W 2015, https://arxiv.org/abs/1412.6806), then global average pooling, so any input
 resolution works. Sized (98k parameters at the defaults) so that adversarial training on a few thousand
 64x64 images takes minutes on two CPU cores: stride-2 convolutions cost about a sixth of stride-1 convs
-followed by max-pooling at the same widths (measured here). It is a stand-in for the large backbones of the
+followed by max-pooling at the same widths. It is a stand-in for the large backbones of the
 literature, not a competitor to them.
 """
 

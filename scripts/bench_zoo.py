@@ -34,8 +34,8 @@ import bench_attacks  # the sibling script (scripts/ is on sys.path when a scrip
 import torch
 
 from afsl_bench.attacks import ATTACKS
-from afsl_bench.run.cell import RunOptions, trained_model
-from afsl_bench.run.plan import plan_cell
+from afsl_bench.runner.cell import RunOptions, trained_model
+from afsl_bench.runner.plan import plan_cell
 
 SMALL_DATA = ["data.n_identities=60", "data.images_per_identity=8", "data.resolution=64", "train.epochs=4"]
 

@@ -12,3 +12,43 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def attack_weights() -> dict[str, torch.Tensor]:
+    """The weights of the attack tests' small detector (``_attack_fixtures.train_model(seed=0)``), trained
+    once per session on one thread (as every module that uses it runs), so each module's copy is the model
+    it used to train for itself, bit for bit."""
+    from _attack_fixtures import train_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {k: v.clone() for k, v in train_model(seed=0).state_dict().items()}
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model(attack_weights) -> torch.nn.Module:
+    """The attack tests' trained binary detector (tests/_attack_fixtures.py), a fresh copy per module: a test
+    that changes it cannot leak into another module."""
+    from _attack_fixtures import SmallCNN
+
+    net = SmallCNN()
+    net.load_state_dict(attack_weights)
+    return net.eval()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def listing_cache_in_a_temporary_folder(tmp_path_factory):
+    """``afsl-bench list`` remembers the registries in the user's cache folder; the tests keep theirs apart."""
+    import os
+
+    before = os.environ.get("AFSL_BENCH_CACHE")
+    os.environ["AFSL_BENCH_CACHE"] = str(tmp_path_factory.mktemp("afsl-bench-cache"))
+    yield
+    if before is None:
+        del os.environ["AFSL_BENCH_CACHE"]
+    else:
+        os.environ["AFSL_BENCH_CACHE"] = before

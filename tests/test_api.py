@@ -51,12 +51,12 @@ def test_evaluate_on_a_trained_detector_gives_the_cli_cell_metrics(cli_cell, tra
     threshold = float(trained.threshold)
     result = afsl_bench.evaluate(trained, "synthetic", "pgd", data_params=DATA_PARAMS, device="cpu", checks=False)
     assert float(trained.threshold) == threshold != 0, "the caller's model keeps its calibrated threshold"
-    assert result.record["decision"] == cli_cell.record["decision"] == {"rule": "margin", "threshold": 0.0}
-    assert result.record["metrics"] == cli_cell.record["metrics"]
-    assert result.record["per_method"] == cli_cell.record["per_method"]
-    assert result.record["cell_id"] != cli_cell.record["cell_id"]
-    assert result.record["spec"]["detector"]["name"] == "TinyCNN"
-    assert result.record["spec"]["train_data"]["name"] == "external"
+    assert result.record.decision == cli_cell.record.decision == {"rule": "margin", "threshold": 0.0}
+    assert result.record.metrics == cli_cell.record.metrics
+    assert result.record.per_method == cli_cell.record.per_method
+    assert result.record.cell_id != cli_cell.record.cell_id
+    assert result.record.spec["detector"]["name"] == "TinyCNN"
+    assert result.record.spec["train_data"]["name"] == "external"
 
 
 def test_the_eer_rule_fixes_the_threshold_on_validation_data_like_the_cli(results, trained) -> None:
@@ -64,16 +64,16 @@ def test_the_eer_rule_fixes_the_threshold_on_validation_data_like_the_cli(result
                          device="cpu")  # fmt: skip
     api = afsl_bench.evaluate(trained, "synthetic", "pgd", data_params=DATA_PARAMS, threshold="eer", device="cpu",
                               checks=False)  # fmt: skip
-    assert api.record["decision"]["rule"] == cli.record["decision"]["rule"] == "eer"
-    assert api.record["decision"]["threshold"] == pytest.approx(cli.record["decision"]["threshold"], abs=1e-5)
-    assert api.record["metrics"]["clean_acc"] == pytest.approx(cli.record["metrics"]["clean_acc"])
+    assert api.record.decision["rule"] == cli.record.decision["rule"] == "eer"
+    assert api.record.decision["threshold"] == pytest.approx(cli.record.decision["threshold"], abs=1e-5)
+    assert api.record.metrics["clean_acc"] == pytest.approx(cli.record.metrics["clean_acc"])
     with pytest.raises(ConfigError, match="eval.threshold=median: choose one of eer, margin"):
         afsl_bench.evaluate(trained, data_params=DATA_PARAMS, threshold="median")
 
 
 def test_train_loads_the_cached_checkpoint_of_the_cell(results, cli_cell, trained) -> None:
     assert not trained.training
-    assert float(trained.threshold) == pytest.approx(cli_cell.record["training"]["val_metrics"]["threshold"])
+    assert float(trained.threshold) == pytest.approx(cli_cell.record.training["val_metrics"]["threshold"])
     assert len(list((results / "checkpoints").glob("*.pt"))) == 1, "train() reused the cell's checkpoint"
 
 
@@ -83,14 +83,14 @@ def test_evaluate_a_one_logit_model_and_store_the_record(tmp_path) -> None:
         checks=False, results_dir=tmp_path, name="brightness",
     )  # fmt: skip
     record = result.record
-    assert record["spec"]["detector"]["name"] == "brightness"
-    assert record["spec"]["attack"]["params"]["eps"] == pytest.approx(4 / 255)
-    assert record["n_samples"] == 16 and len(result.samples) == 16
-    assert record["perturbation"]["linf_max"] <= 4 / 255 + 1e-6
-    assert (tmp_path / "records" / f"{record['cell_id']}.json").is_file()
+    assert record.spec["detector"]["name"] == "brightness"
+    assert record.spec["attack"]["params"]["eps"] == pytest.approx(4 / 255)
+    assert record.n_samples == 16 and len(result.samples) == 16
+    assert record.perturbation["linf_max"] <= 4 / 255 + 1e-6
+    assert (tmp_path / "records" / f"{record.cell_id}.json").is_file()
     row = result.row()
     assert isinstance(row, pd.Series) and row["detector"] == "brightness"
-    assert row["robust_acc"] == record["metrics"]["robust_acc"]
+    assert row["robust_acc"] == record.metrics["robust_acc"]
 
 
 def test_two_models_with_other_weights_get_other_cells() -> None:
@@ -101,7 +101,7 @@ def test_two_models_with_other_weights_get_other_cells() -> None:
         afsl_bench.evaluate(m, attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu", checks=False)
         for m in (a, b)
     ]
-    assert ids[0].record["cell_id"] != ids[1].record["cell_id"]
+    assert ids[0].record.cell_id != ids[1].record.cell_id
 
 
 @pytest.mark.parametrize(
@@ -145,4 +145,37 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102  (our own README, run as a user would)
-    assert 0.0 <= namespace["result"].record["metrics"]["robust_acc"] <= 1.0
+    assert 0.0 <= namespace["result"].record.metrics["robust_acc"] <= 1.0
+
+
+def test_the_cli_and_the_api_write_their_records_through_the_one_pipeline(tmp_path, monkeypatch) -> None:
+    """``afsl-bench run`` (through ``afsl_bench.run``) and ``afsl_bench.evaluate`` both call
+    ``runner.cell.run_cell``, with the model trained from the spec or given; the records they return are the
+    records that function built, complete (no key is added afterwards)."""
+    from typer.testing import CliRunner
+
+    from afsl_bench import api
+    from afsl_bench.cli import app
+    from afsl_bench.runner import cell
+
+    calls, real = [], cell.run_cell
+
+    def spy(spec, options=None, progress=None, source=None):
+        outcome = real(spec, options, progress, source)
+        calls.append((type(source).__name__ if source else "Trained", outcome.record))
+        return outcome
+
+    monkeypatch.setattr(cell, "run_cell", spy)
+    monkeypatch.setattr(api, "run_cell", spy)
+    args = ["run", "--detector", "tiny-cnn", "--attack", "fgsm", "--results-dir", str(tmp_path), "--device", "cpu",
+            "--no-checks", "--json", *[a for s in SMALL for a in ("--set", s)]]  # fmt: skip
+    assert CliRunner().invoke(app, args).exit_code == 0
+    model = afsl_bench.train("tiny-cnn", "none", overrides=SMALL, results_dir=tmp_path, device="cpu")
+    api = afsl_bench.evaluate(model, attack="fgsm", data_params=DATA_PARAMS, device="cpu", checks=False,
+                              results_dir=tmp_path / "api")  # fmt: skip
+    (cli_source, cli_record), (api_source, api_record) = calls
+    assert (cli_source, api_source) == ("Trained", "Given")
+    assert api_record is api.record
+    assert set(cli_record.to_json()) == set(api_record.to_json()), "the same keys, built by one function"
+    assert cli_record.metrics == api_record.metrics and cli_record.decision == api_record.decision
+    assert api_record.runtime["compile"] == cli_record.runtime["compile"]

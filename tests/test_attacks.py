@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from _attack_fixtures import accuracy, make_images, train_model
+from _attack_fixtures import accuracy, make_images
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS
@@ -25,11 +25,6 @@ DEVICES = ["cpu", pytest.param("cuda", marks=NO_GPU)]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return train_model(seed=0)
 
 
 @pytest.fixture(scope="module")

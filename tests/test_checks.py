@@ -1,4 +1,4 @@
-"""Gradient-masking checks (benchmark/run/probes.py): a sound model raises nothing; a non-differentiable, a
+"""Gradient-masking checks (benchmark/runner/probes.py): a sound model raises nothing; a non-differentiable, a
 randomised or a gradient-free front end raises the matching flags; cross-record flags; gradient attacks
 refuse models without gradients."""
 
@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _attack_fixtures import make_images, train_model
+from _attack_fixtures import make_images
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.attacks.vocabulary import GradientsUnavailableError
-from afsl_bench.run.probes import ProbeSettings, run_checks, store_flags
+from afsl_bench.runner.probes import ProbeSettings, run_checks, store_flags
+from afsl_bench.store.record import Record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = 8 / 255
 PROBE = ProbeSettings(samples=64, queries=300, steps=10)
-
-
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return train_model(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +141,17 @@ def test_a_gradient_attack_on_a_detached_output_says_so(model, data):
 # --- across records -----------------------------------------------------------------------------------------
 
 
-def record(cell: str, attack: str, eps: float, robust: float, train_id: str = "t1", **params) -> dict:
-    return {
+def record(cell: str, attack: str, eps: float, robust: float, train_id: str = "t1", **params) -> Record:
+    return Record.from_json({
         "cell_id": cell,
         "train_id": train_id,
         "spec": {
             "attack": {"name": attack, "params": {"eps": eps, "norm": "linf", **params}},
             "eval_data": {"name": "synthetic", "params": {}},
         },
+        "status": "ok",
         "metrics": {"robust_acc": robust},
-    }
+    })
 
 
 def test_store_flags_black_box_below_white_box_and_non_monotone_eps():
@@ -186,7 +183,7 @@ def test_store_flags_quiet_on_a_sound_set():
 def test_model_level_checks_are_computed_once_per_budget_and_equal_a_fresh_run(model, data, monkeypatch):
     """The runner shares the checks of the model alone between the cells of one model and evaluation set:
     a cell that reuses them gets exactly the flags a fresh computation gives, whatever ran before."""
-    from afsl_bench.run import probes
+    from afsl_bench.runner import probes
 
     x, y = data
     robust = torch.ones_like(y, dtype=torch.bool)  # as if the cell's attack had left every sample robust

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import afsl_bench.run.evaluation
-from afsl_bench.run.cell import RunOptions, _related, run_cell, trained_model
-from afsl_bench.run.plan import build_attack, plan_cell
+import afsl_bench.runner.evaluation
+from afsl_bench.runner.cell import RunOptions, _related, run_cell, trained_model
+from afsl_bench.runner.plan import build_attack, plan_cell
 from afsl_bench.store.disk import RecordStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,13 +22,13 @@ BATCH = 8
 def margins(monkeypatch) -> list[int]:
     """Counts ``margin`` calls in evaluate: one per batch for the clean pass, one for the adversarial one."""
     calls: list[int] = []
-    real = afsl_bench.run.evaluation.margin
+    real = afsl_bench.runner.evaluation.margin
 
     def counted(logits: torch.Tensor) -> torch.Tensor:
         calls.append(len(logits))
         return real(logits)
 
-    monkeypatch.setattr(afsl_bench.run.evaluation, "margin", counted)
+    monkeypatch.setattr(afsl_bench.runner.evaluation, "margin", counted)
     return calls
 
 
@@ -65,9 +65,9 @@ def test_a_second_attack_reuses_the_clean_scores_and_another_eval_set_does_not(t
 
     # the cross-record flags compare a cell with the other records of its model and set, found by the index
     store = RecordStore(tmp_path)
-    assert [r["cell_id"] for r in _related(store, second)] == [first.cell_id]
-    assert sorted(r["cell_id"] for r in _related(store, first)) == [second.cell_id]
-    assert [r["cell_id"] for r in _related(store, third)] == []
+    assert [r.cell_id for r in _related(store, second)] == [first.cell_id]
+    assert sorted(r.cell_id for r in _related(store, first)) == [second.cell_id]
+    assert [r.cell_id for r in _related(store, third)] == []
 
 
 def test_evaluate_with_given_clean_scores_gives_the_table_it_computes(tmp_path) -> None:
@@ -75,11 +75,11 @@ def test_evaluate_with_given_clean_scores_gives_the_table_it_computes(tmp_path) 
     model, bundle = trained_model(spec.training, RunOptions(results_dir=tmp_path, device="cpu"))
     kwargs = {"batch_size": BATCH, "device": torch.device("cpu"), "seed": 0}
     split = bundle.test  # the evaluation set is the training set's test split here
-    computed = afsl_bench.run.evaluation.evaluate(model, build_attack(spec.attack), split, **kwargs)
+    computed = afsl_bench.runner.evaluation.score_split(model, build_attack(spec.attack), split, **kwargs)
     given = torch.tensor(computed["clean_score"].to_numpy())
-    reused = afsl_bench.run.evaluation.evaluate(
+    reused = afsl_bench.runner.evaluation.score_split(
         model, build_attack(spec.attack), split, clean_scores=given, **kwargs
     )
     assert computed.equals(reused)
     with pytest.raises(ValueError, match="clean_scores has 3 scores"):
-        afsl_bench.run.evaluation.evaluate(model, build_attack(spec.attack), split, clean_scores=given[:3], **kwargs)
+        afsl_bench.runner.evaluation.score_split(model, build_attack(spec.attack), split, clean_scores=given[:3], **kwargs)

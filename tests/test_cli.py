@@ -196,7 +196,7 @@ def test_brackets_in_an_error_are_printed_verbatim(tmp_path) -> None:
 
 
 def test_prepare_and_run_share_the_one_set_parser() -> None:
-    from afsl_bench.run.plan import KINDS
+    from afsl_bench.runner.plan import KINDS
 
     shown = " ".join(invoke("run", "--help").output.split())
     assert all(kind in shown for kind in KINDS)

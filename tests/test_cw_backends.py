@@ -1,4 +1,4 @@
-"""C&W L2 (attacks/cw.py) and the torchattacks / ART backends of PGD, FGSM, APGD and C&W (attacks/backends.py),
+"""C&W L2 (attacks/cw.py) and the torchattacks / ART backends of PGD, FGSM, APGD and C&W (attacks/backends/),
 on the small trained binary detector of ``_attack_fixtures``.
 
 C&W is deterministic (no random start), so several claims are exact: ``eps`` is a filter on the
@@ -12,7 +12,7 @@ import copy
 
 import pytest
 import torch
-from _attack_fixtures import accuracy, make_images, train_model
+from _attack_fixtures import accuracy, make_images
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS
@@ -26,11 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 N = 64
 #: small C&W budget for the tests (the default is 100 x 9)
 FAST = {"steps": 20, "search_steps": 5}
-
-
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return train_model(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +118,7 @@ def test_cw_not_weaker_than_torchattacks_and_art(model, data):
     pytest.importorskip("art")
     from art.attacks.evasion import CarliniL2Method
 
-    from afsl_bench.attacks.backends import art_classifier
+    from afsl_bench.attacks.backends.via_art import art_classifier
 
     x, y = data[0][:32], data[1][:32]
     steps, search, c0 = 20, 5, 1.0  # c0 = 1: ART's search only doubles c, from 0.01 it never reaches ~10

@@ -5,9 +5,11 @@ import dataclasses
 
 import pytest
 
+from afsl_bench.core.decision import DecisionRule
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.run.cell import RunOptions, run_cell
-from afsl_bench.run.plan import DecisionRule, decision_rule, plan_cell
+from afsl_bench.core.spec import CellSpec, EvalSettings
+from afsl_bench.runner.cell import RunOptions, run_cell
+from afsl_bench.runner.plan import plan_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,32 +22,43 @@ def cell(*extra: str):
 
 
 def test_the_default_rule_is_the_margin_and_every_spec_names_its_rule() -> None:
-    assert cell().eval_data.params["threshold"] == "margin" and decision_rule(cell()) is DecisionRule.MARGIN
+    assert cell().to_json()["eval_data"]["params"]["threshold"] == "margin"
+    assert cell().evaluation.threshold is DecisionRule.MARGIN
     assert cell().cell_id == cell("eval.threshold=margin").cell_id == cell("eval.threshold=MARGIN").cell_id
     eer = cell("eval.threshold=eer")
-    assert eer.eval_data.params["threshold"] == "eer" and eer.cell_id != cell().cell_id
+    assert eer.to_json()["eval_data"]["params"]["threshold"] == "eer" and eer.cell_id != cell().cell_id
     assert eer.training.train_id == cell().training.train_id, "one trained model, two decision rules"
     with pytest.raises(ConfigError, match="eval.threshold=median: choose one of eer, margin"):
         cell("eval.threshold=median")
 
 
 def test_a_spec_without_a_rule_is_read_as_the_eer_rule_it_was_written_with() -> None:
-    spec = cell()
-    params = {k: v for k, v in spec.eval_data.params.items() if k != "threshold"}
-    legacy = dataclasses.replace(spec, eval_data=dataclasses.replace(spec.eval_data, params=params))
-    assert decision_rule(legacy) is DecisionRule.EER
+    stored = cell().to_json()["eval_data"]["params"]
+    del stored["threshold"]
+    assert EvalSettings.split(stored)[0].threshold is DecisionRule.EER
+
+
+def test_the_evaluation_settings_stay_out_of_the_data_set_and_keep_the_cell_ids() -> None:
+    """``eval.samples`` / ``eval.threshold`` are the spec's ``evaluation``, not parameters of the data set, and
+    the spec's JSON writes them where records always had them (the committed records keep their ids)."""
+    spec = cell("eval.samples=40")
+    assert "samples" not in spec.eval_data.params and "threshold" not in spec.eval_data.params
+    assert spec.evaluation == EvalSettings(DecisionRule.MARGIN, 40)
+    assert spec.to_json()["eval_data"]["params"] == spec.eval_data.params | {"samples": 40, "threshold": "margin"}
+    with pytest.raises(ValueError, match="pass threshold / samples as evaluation"):
+        CellSpec(spec.training, spec.attack, dataclasses.replace(spec.eval_data, params={"samples": 3}))
 
 
 def test_margin_rule_scores_the_raw_margin_of_the_same_model(tmp_path) -> None:
     options = RunOptions(results_dir=tmp_path, device="cpu", checks=False)
     eer, margin = (run_cell(spec, options) for spec in (cell("eval.threshold=eer"), cell()))
-    threshold = eer.record["training"]["val_metrics"]["threshold"]
-    assert eer.record["decision"] == {"rule": "eer", "threshold": pytest.approx(threshold)}
-    assert margin.record["decision"] == {"rule": "margin", "threshold": 0.0}
-    assert margin.record["training"]["cached"], "the second cell loads the first one's checkpoint"
+    threshold = eer.record.training["val_metrics"]["threshold"]
+    assert eer.record.decision == {"rule": "eer", "threshold": pytest.approx(threshold)}
+    assert margin.record.decision == {"rule": "margin", "threshold": 0.0}
+    assert margin.record.training["cached"], "the second cell loads the first one's checkpoint"
     # the scores differ by exactly the folded threshold, and accuracy is that of the raw margin
     shift = margin.samples["clean_score"] - eer.samples["clean_score"]
     assert shift.to_numpy() == pytest.approx(threshold, abs=1e-4)
     labels = margin.samples["label"]
-    assert margin.record["metrics"]["clean_acc"] == pytest.approx(((margin.samples["clean_score"] > 0) == labels).mean())
-    assert margin.record["metrics"]["clean_auc"] == pytest.approx(eer.record["metrics"]["clean_auc"])
+    assert margin.record.metrics["clean_acc"] == pytest.approx(((margin.samples["clean_score"] > 0) == labels).mean())
+    assert margin.record.metrics["clean_auc"] == pytest.approx(eer.record.metrics["clean_auc"])

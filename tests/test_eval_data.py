@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from afsl_bench.run.plan import plan_cell, surrogate_spec
+from afsl_bench.runner.plan import plan_cell, surrogate_spec
 
 
 def test_another_eval_set_keeps_its_own_location_but_shares_settings():

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.run.cell import RunOptions
-from afsl_bench.run.executors import LocalExecutor, RayExecutor, check_reachable
-from afsl_bench.run.sweep import load_suite, run_sweep
+from afsl_bench.runner.cell import RunOptions
+from afsl_bench.runner.executors import LocalExecutor, RayExecutor, check_reachable
+from afsl_bench.runner.sweep import load_suite, run_sweep
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""FAB (issue 14.5): the box-constrained projection against an LP / QP solver, the attack against the closed
+"""FAB: the box-constrained projection against an LP / QP solver, the attack against the closed
 form of an affine detector, its budget and output, torchattacks' FAB on the same model, and its place in
 ``autoattack-binary``."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _attack_fixtures import accuracy, make_images, train_model
+from _attack_fixtures import accuracy, make_images
 from scipy.optimize import linprog, minimize
 from torch import nn
 
@@ -88,11 +88,6 @@ def test_fab_finds_the_closed_form_distance_of_an_affine_detector(norm):
     assert (found >= exact * (1 - 1e-4)).all(), "closer than the boundary: impossible"
     assert (found <= exact * 1.06).all(), found / exact
     assert accuracy(model, out.x_adv, y) == 0
-
-
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return train_model(seed=0)
 
 
 @pytest.fixture(scope="module")

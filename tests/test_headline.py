@@ -5,8 +5,8 @@ Slow (several minutes on 2 CPU cores): run with `pytest -m slow`; CI runs it aft
 
 import pytest
 
-from afsl_bench.run.cell import RunOptions, run_cell
-from afsl_bench.run.plan import plan_cell
+from afsl_bench.runner.cell import RunOptions, run_cell
+from afsl_bench.runner.plan import plan_cell
 
 # the module's fixture trains three 16-epoch models inside the first test: about 4 minutes on an idle 2-core
 # CPU, more on a shared one, so the default per-test limit (600 s, pyproject.toml) is raised here
@@ -65,7 +65,7 @@ def test_the_headline_cells_raise_no_gradient_masking_flag_but_the_cosine_heads_
 def test_binary_autoattack_is_at_least_as_strong_as_pgd_and_apgd_on_the_at_model(options, metrics) -> None:
     """Every default: APGD-CE and APGD-margin at 100 steps, Square at 5000 queries (the AT model is cached)."""
     robust = {
-        attack: run_cell(plan_cell("tiny-cnn", "at", attack, "synthetic"), options).record["metrics"]["robust_acc"]
+        attack: run_cell(plan_cell("tiny-cnn", "at", attack, "synthetic"), options).record.metrics["robust_acc"]
         for attack in ("apgd", "autoattack-binary")
     }
     assert robust["autoattack-binary"] <= robust["apgd"] <= metrics["at"]["robust_acc"] + 0.01

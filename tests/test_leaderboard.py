@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.report import leaderboard as lb
-from afsl_bench.run.sweep import load_suite
+from afsl_bench.runner.sweep import load_suite
 from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +38,9 @@ data = ["synthetic"]
 ROBUST = {"none": 0.05, "at": 0.40, "afsl": 0.30}
 
 
-def fake_record(cell, robust: float) -> dict:
+def fake_record(cell, robust: float) -> Record:
     spec = cell.to_json()
-    return {
+    return Record.from_json({
         "cell_id": cell.cell_id,
         "train_id": cell.training.train_id,
         "status": "ok",
@@ -52,7 +53,7 @@ def fake_record(cell, robust: float) -> dict:
         "timings": {"train_s": 20.0, "total_s": 30.0},
         "env": {"afsl_bench": "0.1.0", "git_sha": "abc", "torch": "2.14.1", "device": "cpu", "device_name": "x"},
         "created": f"2026-11-26T00:00:{spec['seed']:02d}Z",
-    }
+    })
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,7 @@ def test_committed_leaderboard_is_current():
     records = lb.read_export(ROOT / lb.EXPORT)
     suite = load_suite(ROOT / lb.SUITE)
     planned = {c.cell_id for c in suite.cells}
-    held = {r["cell_id"] for r in records}
+    held = {r.cell_id for r in records}
     assert held <= planned, (
         f"the committed records hold {len(held - planned)} cells suites/leaderboard.toml no longer plans: "
         f"rerun `afsl-bench sweep {lb.SUITE}` and `afsl-bench leaderboard`"
@@ -192,22 +193,22 @@ def test_records_kept_in_the_export_fill_cells_the_store_lacks(tmp_path):
     suite_path.write_text(SUITE)
     suite = load_suite(suite_path)
     kept = [lb.compact(fake_record(cell, 0.3)) for cell in suite.cells]
-    stale = dict(kept[0], cell_id="0" * 16)  # a cell the suite no longer plans
+    stale = kept[0].replace(cell_id="0" * 16)  # a cell the suite no longer plans
     records = lb.collect(suite, tmp_path / "empty-store", kept=[*kept, stale])
-    assert {r["cell_id"] for r in records} == {c.cell_id for c in suite.cells}
+    assert {r.cell_id for r in records} == {c.cell_id for c in suite.cells}
 
 
 def test_raised_flags_are_grouped_by_flag_and_attack(tmp_path):
     suite = tmp_path / "board.toml"
     suite.write_text(SUITE)
     records = [lb.compact(fake_record(cell, 0.3)) for cell in load_suite(suite).cells]
-    weak = [r for r in records if r["spec"]["attack"]["name"] == "jpeg"][:3]
+    weak = [r for r in records if r.spec["attack"]["name"] == "jpeg"][:3]
     for r in weak:
-        r["flags"]["raised"] = ["zero_gradients"]
+        r.flags["raised"] = ["zero_gradients"]
     text = lb.flags(records)
     assert f"{len(records)} of {len(records)} cells ran" in text and "raised in 3 of them" in text
     (row,) = [line for line in text.splitlines() if line.startswith("| zero_gradients")]
-    assert row.startswith("| zero_gradients | jpeg s3 | 3 |") and f"`{min(r['cell_id'] for r in weak)}`" in row
+    assert row.startswith("| zero_gradients | jpeg s3 | 3 |") and f"`{min(r.cell_id for r in weak)}`" in row
 
 
 def test_ranking_shows_robust_accuracy_per_class_when_every_record_has_it() -> None:

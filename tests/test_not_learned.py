@@ -1,4 +1,4 @@
-"""The ``not_learned`` flag (issue 14.3): a detector at chance on its evaluation set (clean AUC below 0.6)
+"""The ``not_learned`` flag: a detector at chance on its evaluation set (clean AUC below 0.6)
 makes every robust number of its cell noise; the record says so, ``run`` prints one warning line, tables
 mark the cell, and the CI gate neither passes such a cell nor writes a baseline on one."""
 
@@ -16,7 +16,7 @@ from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.report.gate import compare, write_baseline
 from afsl_bench.report.tables import NOT_LEARNED_MARK, pivot, tidy
-from afsl_bench.store.record import NOT_LEARNED_AUC, learning
+from afsl_bench.store.record import NOT_LEARNED_AUC, Record, learning
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,8 +80,8 @@ def records(*aucs):
         "train": {"name": "train", "params": {}},
     }
     return [
-        {"status": "ok", "cell_id": f"c{seed}", "spec": spec | {"seed": seed},
-         "metrics": {"clean_auc": auc, "clean_acc": 0.5, "robust_acc": 0.4}}
+        Record(f"c{seed}", "ok", spec | {"seed": seed},
+               metrics={"clean_auc": auc, "clean_acc": 0.5, "robust_acc": 0.4})
         for seed, auc in enumerate(aucs)
     ]  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The leaderboard's "Paper reproduction" section: Khan et al.'s Table 2 and ablation (benchmark/report/paper.py)
+"""The leaderboard's "Paper reproduction" section: Khan et al.'s Table 2 and ablation (benchmark/report/leaderboard/paper.py)
 rebuilt from the records present, our mean ± sd beside the paper's numbers, and an ordering that follows
 the numbers."""
 
@@ -11,10 +11,11 @@ import pytest
 
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.report import leaderboard as lb
-from afsl_bench.report import paper
+from afsl_bench.report.leaderboard import paper
 from afsl_bench.report.tables import tidy
-from afsl_bench.run.describe import labels
-from afsl_bench.run.sweep import load_suite
+from afsl_bench.runner.describe import labels
+from afsl_bench.runner.sweep import load_suite
+from afsl_bench.store.record import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ NUMBERS = {
 }
 
 
-def fake_record(cell, numbers: dict[str, tuple[float, float]], video: bool = False) -> dict:
+def fake_record(cell, numbers: dict[str, tuple[float, float]], video: bool = False) -> Record:
     spec = cell.to_json()
     clean, robust = numbers[labels(spec)["defense"]]
     seed = spec["seed"]
@@ -55,12 +56,12 @@ def fake_record(cell, numbers: dict[str, tuple[float, float]], video: bool = Fal
     if video:
         metrics |= {f"video_{k}": min(v + 0.01, 1.0) for k, v in metrics.items()}
     return lb.compact(
-        {
+        Record.from_json({
             "cell_id": cell.cell_id, "train_id": cell.training.train_id, "status": "ok", "spec": spec,
             "metrics": metrics, "n_samples": 200, "n_attacked": 200,
             "timings": {"train_s": 1.0, "total_s": 2.0},
             "env": {"device": "cpu", "device_name": "x", "git_sha": "abc"}, "created": "2026-12-01T00:00:00Z",
-        }
+        })
     )  # fmt: skip
 
 
@@ -162,9 +163,9 @@ def test_settings_state_the_training_attack_and_epoch_selection_from_the_records
         text
     )
     for r in records:
-        r["spec"]["train"]["params"]["select_on"] = "robust"
-        if "steps" in r["spec"]["defense"]["params"]:
-            r["spec"]["defense"]["params"]["steps"] = 4
+        r.spec["train"]["params"]["select_on"] = "robust"
+        if "steps" in r.spec["defense"]["params"]:
+            r.spec["defense"]["params"]["steps"] = 4
     text = lb.settings(records, tidy(records), "suites/paper.toml")
     assert "best on robust validation accuracy (APGD-CE, 20 steps at L-inf 8/255 on 512 validation" in text
     assert "train against PGD-4 (step 2/255)" in text
@@ -192,5 +193,5 @@ def test_main_tables_keep_a_tuned_afsl_and_leave_ablation_variants_to_the_ablati
     assert "| afsl (beta1=8.0) |" in ranking and "use_srl" not in ranking
     ablation = block.split("### AFSL ablation")[1].split("###")[0]
     assert "| afsl (use_srl=False) |" in ablation and "| afsl |" in ablation
-    tuned_only = [r for r in records if not paper.is_ablated("afsl", r["spec"]["defense"]["params"])]
+    tuned_only = [r for r in records if not paper.is_ablated("afsl", r.spec["defense"]["params"])]
     assert "### AFSL ablation" not in lb.render(tuned_only, "suites/paper.toml", {})

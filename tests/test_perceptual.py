@@ -1,4 +1,4 @@
-"""SSIM and PSNR of the adversarial examples (issue 14.4): per sample in the table, summarised in every
+"""SSIM and PSNR of the adversarial examples: per sample in the table, summarised in every
 record beside the L-inf / L2 figures; checked against scikit-image's implementation of Wang et al. 2004."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.core.types import Split
 from afsl_bench.detectors import DETECTORS
-from afsl_bench.run.evaluation import evaluate, perceptual
+from afsl_bench.runner.evaluation import perceptual, score_split
 from afsl_bench.store.record import perturbation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,7 +72,7 @@ def test_every_record_summarises_the_changed_attacked_samples():
     ids = [str(i) for i in range(12)]
     split = Split(images, labels, ids, ids, ["real" if v == 0 else "fake" for v in labels.tolist()])
     model = DETECTORS.build("tiny-cnn").eval()
-    table = evaluate(model, ATTACKS.build("fgsm", eps=4 / 255), split, batch_size=5, device=torch.device("cpu"),
+    table = score_split(model, ATTACKS.build("fgsm", eps=4 / 255), split, batch_size=5, device=torch.device("cpu"),
                      seed=0)  # fmt: skip
     assert {"ssim", "psnr"} <= set(table.columns)
     size = perturbation(table)
@@ -86,7 +86,7 @@ def test_every_record_summarises_the_changed_attacked_samples():
 
 
 def test_tables_from_before_the_columns_keep_their_summary_without_them():
-    table = evaluate(
+    table = score_split(
         DETECTORS.build("tiny-cnn").eval(),
         ATTACKS.build("fgsm", eps=4 / 255),
         Split(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"], ["a", "b"],

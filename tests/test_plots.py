@@ -60,12 +60,12 @@ def test_every_plot_is_written_as_png_and_svg_and_impossible_ones_say_why(frame,
 
 def test_cross_dataset_heatmap_from_train_and_eval_sets():
     records = [record("none", "pgd", 0.4), record("none", "pgd", 0.2)]
-    records[1]["spec"]["eval_data"]["name"] = "synthetic-hq"
+    records[1].spec["eval_data"]["name"] = "synthetic-hq"
     clean, robust = cross_dataset(tidy(records)).axes
     assert sorted(t.get_text() for t in clean.texts) == ["90.0", "90.0"] and clean.get_title() == "clean accuracy"
     assert sorted(t.get_text() for t in robust.texts) == ["20.0", "40.0"] and "pgd 8/255" in robust.get_title()
     assert clean.get_ylabel() == "model" and clean.get_xlabel() == "evaluated on"
-    records[1]["spec"]["train_data"]["name"] = "synthetic-hq"  # two training sets: the train x eval matrix
+    records[1].spec["train_data"]["name"] = "synthetic-hq"  # two training sets: the train x eval matrix
     assert cross_dataset(tidy(records)).axes[0].get_ylabel() == "model <- trained on"
 
 

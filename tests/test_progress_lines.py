@@ -1,5 +1,5 @@
 """Progress without a terminal (a log file, `| tee`, CI): plain time-stamped lines at each milestone, never
-wrapped, never marked up (issue 13, item 9)."""
+wrapped, never marked up."""
 
 import io
 import re
@@ -41,7 +41,7 @@ def test_a_sweep_prints_a_line_per_finished_cell_unwrapped(monkeypatch) -> None:
     console, sink = captured(width=30)
     outcome, cell = SimpleNamespace(done=[], cached=[], failed=[]), object()
     long = "tiny-cnn + at vs [pgd] 8/255, a long description that would wrap"
-    monkeypatch.setattr("afsl_bench.run.sweep.describe", lambda c: long)
+    monkeypatch.setattr("afsl_bench.runner.sweep.describe", lambda c: long)
     with SweepProgress(console, "suite", total=2, to_run=2, disable=True) as progress:
         progress.on_cell(cell, "running", outcome)
         outcome.done.append("a")

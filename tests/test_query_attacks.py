@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _attack_fixtures import accuracy, make_images, train_model
+from _attack_fixtures import accuracy, make_images
 from torch import nn
 
 import afsl_bench.attacks.nes as nes_module
@@ -70,11 +70,6 @@ class Probe(nn.Module):
         assert not torch.is_grad_enabled(), "a score-based attack scored with gradients enabled"
         self.sizes.append(len(x))
         return self.net(x)
-
-
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return train_model(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The detectors of the literature (issue 5): native resolution, input gradients, ``embed()`` shapes, both
+"""The detectors of the literature: native resolution, input gradients, ``embed()`` shapes, both
 heads, weights files and offline pretrained weights. The image contract over the whole registry is in
 tests/test_detectors.py; the heavy networks get one forward + backward each at their native resolution."""
 

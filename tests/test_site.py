@@ -1,4 +1,4 @@
-"""The leaderboard site (issue 14.2) in a real headless browser: Chromium and its driver from Debian's
+"""The leaderboard site in a real headless browser: Chromium and its driver from Debian's
 packages (``apt-get install chromium chromium-driver``) driven by Selenium. The page is built from the
 committed leaderboard records; the test checks that it loads with no console error and no request outside
 its folder, that clicking a header sorts the rows, that a filter hides rows, and that a clicked row shows

@@ -46,7 +46,7 @@ def test_attacks_share_the_training_id() -> None:
 
 
 def _head(defense: str, *overrides: str) -> str:
-    from afsl_bench.run.plan import plan_cell
+    from afsl_bench.runner.plan import plan_cell
 
     return plan_cell("tiny-cnn", defense, "pgd", "synthetic", overrides=list(overrides)).training.detector.params[
         "head"
@@ -65,7 +65,7 @@ def test_a_defense_without_a_head_override_gets_its_papers_head() -> None:
 
 
 def test_a_bad_head_is_a_config_error_naming_the_choices() -> None:
-    from afsl_bench.run.plan import plan_cell
+    from afsl_bench.runner.plan import plan_cell
 
     with pytest.raises(ConfigError, match="cosine-pair") as err:
         plan_cell("tiny-cnn", "afsl", "pgd", "synthetic", overrides=["detector.head=foo"])
@@ -73,7 +73,7 @@ def test_a_bad_head_is_a_config_error_naming_the_choices() -> None:
 
 
 def test_every_detector_component_has_version_2_and_heads_give_distinct_training_ids() -> None:
-    from afsl_bench.run.plan import plan_cell
+    from afsl_bench.runner.plan import plan_cell
 
     cells = [plan_cell(d, "none", "pgd", "synthetic", overrides=[f"detector.head={h}"])
              for d in ("tiny-cnn", "meso4") for h in ("linear", "cosine", "cosine-pair")]

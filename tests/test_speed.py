@@ -19,7 +19,7 @@ from afsl_bench.core.metrics import summarise
 from afsl_bench.core.speed import Compile, FastTraining, FrozenModel
 from afsl_bench.core.types import Split
 from afsl_bench.detectors import DETECTORS
-from afsl_bench.run.evaluation import evaluate
+from afsl_bench.runner.evaluation import score_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,8 +152,8 @@ def test_on_and_off_never_decide(fake_compile):
 
 
 @pytest.fixture(scope="module")
-def trained():
-    return train_model(seed=0)
+def trained(model):
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def assert_same_results(a, b, labels) -> None:
 
 def run_modes(trained, split, modes, name):
     attack = ATTACKS.build(name, **ATTACK_SPECS[name])
-    tables = {mode: evaluate(trained, attack, split, batch_size=64, device=torch.device("cpu"), seed=0,
+    tables = {mode: score_split(trained, attack, split, batch_size=64, device=torch.device("cpu"), seed=0,
                              compile=mode) for mode in modes}
     return {mode: summarise(t) for mode, t in tables.items()}, tables, split.labels.numpy()
 

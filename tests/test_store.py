@@ -9,19 +9,20 @@ import pytest
 import torch
 
 from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 
-def _record(cell_id: str = "abc", status: str = "ok") -> dict:
-    return {"cell_id": cell_id, "status": status, "spec": {}, "metrics": {"clean_acc": 0.9, "robust_acc": 0.4}}
+def _record(cell_id: str = "abc", status: str = "ok") -> Record:
+    return Record(cell_id, status, {}, metrics={"clean_acc": 0.9, "robust_acc": 0.4})
 
 
 def test_write_then_read_round_trips_json_and_parquet(tmp_path) -> None:
     store = RecordStore(tmp_path)
     samples = pd.DataFrame({"sample_id": ["a", "b"], "adv_score": [0.5, -1.25]})
     store.write(_record(), samples)
-    assert store.read("abc")["metrics"]["robust_acc"] == 0.4
+    assert store.read("abc").metrics["robust_acc"] == 0.4
     pd.testing.assert_frame_equal(store.read_samples("abc"), samples)
-    assert [r["cell_id"] for r in store] == ["abc"]
+    assert [r.cell_id for r in store] == ["abc"]
 
 
 def test_failed_write_keeps_the_previous_record_and_leaves_no_temp_file(tmp_path, monkeypatch) -> None:
@@ -33,7 +34,7 @@ def test_failed_write_keeps_the_previous_record_and_leaves_no_temp_file(tmp_path
 
     monkeypatch.setattr("afsl_bench.store.disk.os.replace", explode)
     with pytest.raises(KeyboardInterrupt):
-        store.write({**_record(), "metrics": {"robust_acc": 0.0}}, pd.DataFrame({"x": [2]}))
+        store.write(_record().replace(metrics={"robust_acc": 0.0}), pd.DataFrame({"x": [2]}))
     assert json.loads(store.record_path("abc").read_text())["metrics"]["robust_acc"] == 0.4
     assert sorted(p.name for p in store.records.iterdir()) == [".lock", "abc.json", "abc.parquet"]
 
@@ -41,12 +42,12 @@ def test_failed_write_keeps_the_previous_record_and_leaves_no_temp_file(tmp_path
 def test_only_ok_records_are_finished(tmp_path) -> None:
     store = RecordStore(tmp_path)
     store.write(_record("bad", status="failed"), pd.DataFrame({"x": [1]}))
-    assert store.finished("bad") is None and store.read("bad")["status"] == "failed"
+    assert store.finished("bad") is None and store.read("bad").status == "failed"
     assert store.finished("missing") is None
 
 
-def _model_record(cell_id: str, train_id: str, status: str = "ok") -> dict:
-    return {**_record(cell_id, status), "train_id": train_id}
+def _model_record(cell_id: str, train_id: str, status: str = "ok") -> Record:
+    return _record(cell_id, status).replace(train_id=train_id)
 
 
 def test_by_train_lists_exactly_the_records_of_one_model_and_iteration_lists_only_records(tmp_path) -> None:
@@ -55,17 +56,17 @@ def test_by_train_lists_exactly_the_records_of_one_model_and_iteration_lists_onl
         store.write(_model_record(cell_id, train_id), pd.DataFrame({"x": [1]}))
     store.write_failure("c5", "m1", {}, {"type": "ValueError", "message": "boom", "traceback": ""})
     store.write(_model_record("c1", "m1"), pd.DataFrame({"x": [2]}))  # a rewrite is listed once
-    assert [(r["cell_id"], r["status"]) for r in store.by_train("m1")] == [
+    assert [(r.cell_id, r.status) for r in store.by_train("m1")] == [
         ("c1", "ok"),
         ("c3", "ok"),
         ("c5", "failed"),
     ]
-    assert [r["cell_id"] for r in store.by_train("m2")] == ["c2", "c4"]
+    assert [r.cell_id for r in store.by_train("m2")] == ["c2", "c4"]
     assert list(store.by_train("never-trained")) == []
-    assert [r["cell_id"] for r in store] == ["c1", "c2", "c3", "c4", "c5"]
+    assert [r.cell_id for r in store] == ["c1", "c2", "c3", "c4", "c5"]
 
     store.record_path("c3").unlink()  # a record deleted by hand (to rerun the cell) is not listed
-    assert [r["cell_id"] for r in store.by_train("m1")] == ["c1", "c5"]
+    assert [r.cell_id for r in store.by_train("m1")] == ["c1", "c5"]
 
 
 def test_a_store_written_before_the_index_existed_is_indexed_on_first_use(tmp_path) -> None:
@@ -74,8 +75,8 @@ def test_a_store_written_before_the_index_existed_is_indexed_on_first_use(tmp_pa
     store.write(_model_record("c2", "m2"), pd.DataFrame({"x": [1]}))
     shutil.rmtree(store.by_train_index)  # as an older version left it
     store.write(_model_record("c3", "m1"), pd.DataFrame({"x": [1]}))  # the new version lists its own
-    assert [r["cell_id"] for r in store.by_train("m1")] == ["c1", "c3"]
-    assert [r["cell_id"] for r in store.by_train("m2")] == ["c2"]
+    assert [r.cell_id for r in store.by_train("m1")] == ["c1", "c3"]
+    assert [r.cell_id for r in store.by_train("m2")] == ["c2"]
 
 
 def test_clean_scores_round_trip_exactly_and_only_for_the_same_fingerprint(tmp_path) -> None:

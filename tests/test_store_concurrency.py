@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 WRITES = 50
 ROWS = {"a": 20_000, "b": 30_000}  # different sizes: a mixed pair cannot match by accident
@@ -40,20 +41,20 @@ def _writer(root: str, writer: str, start: multiprocessing.synchronize.Barrier) 
     for step in range(WRITES):
         cell_id = SHARED[step % len(SHARED)] if step % 2 == 0 else f"{writer}{step % 4}"
         table = _table(writer, step)
-        record = {
+        record = Record.from_json({
             "cell_id": cell_id,
             "train_id": "model0",
             "status": "ok",
             "spec": {},
-            "writer": writer,
+            "writer": writer,  # keys a record does not know are kept (``Record.extra``)
             "step": step,
             "n_samples": len(table),
-        }
+        })
         store.write(record, table)
 
 
-def _matches(record: dict, table: pd.DataFrame) -> bool:
-    return (record["writer"], record["step"], record["n_samples"]) == (
+def _matches(record: Record, table: pd.DataFrame) -> bool:
+    return (record.extra["writer"], record.extra["step"], record.n_samples) == (
         table["writer"][0],
         table["step"][0],
         len(table),
@@ -87,14 +88,14 @@ def test_two_processes_writing_the_same_store_leave_matching_records_and_tables(
     assert seen > 0, "the reader saw records while the writers ran"
 
     records = list(store)
-    assert sorted(r["cell_id"] for r in records) == sorted(
+    assert sorted(r.cell_id for r in records) == sorted(
         [*SHARED, *(f"{w}{i}" for w in ROWS for i in (1, 3))]
     )
     for record in records:
-        table = store.read_samples(record["cell_id"])
-        assert record["n_samples"] == len(table) == ROWS[record["writer"]], record["cell_id"]
-        assert set(table["writer"]) == {record["writer"]} and set(table["step"]) == {record["step"]}
-        assert record["step"] >= WRITES - 6, "the record is one of the last writes of its cell"
+        table = store.read_samples(record.cell_id)
+        assert record.n_samples == len(table) == ROWS[record.extra["writer"]], record.cell_id
+        assert set(table["writer"]) == {record.extra["writer"]} and set(table["step"]) == {record.extra["step"]}
+        assert record.extra["step"] >= WRITES - 6, "the record is one of the last writes of its cell"
     leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
     assert leftovers == []
-    assert sorted(r["cell_id"] for r in store.by_train("model0")) == sorted(r["cell_id"] for r in records)
+    assert sorted(r.cell_id for r in store.by_train("model0")) == sorted(r.cell_id for r in records)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.run.cell import RunOptions
-from afsl_bench.run.sweep import load_suite, plan_status, run_sweep
+from afsl_bench.runner.cell import RunOptions
+from afsl_bench.runner.sweep import load_suite, plan_status, run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -148,19 +148,19 @@ def test_inline_entries_and_several_grids_make_one_deduplicated_suite(tmp_path):
 
 
 def test_eval_samples_is_a_fixed_subset_of_the_test_split(tmp_path):
-    from afsl_bench.run.cell import evaluation_set
-    from afsl_bench.run.plan import load_dataset, plan_cell
+    from afsl_bench.runner.cell import evaluation_set
+    from afsl_bench.runner.plan import load_dataset, plan_cell
 
     small = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32"]
     full = plan_cell("tiny-cnn", "none", "pgd", "synthetic", overrides=small)
-    assert "samples" not in full.eval_data.params  # unset: the ids of full-split cells do not change
+    assert "samples" not in full.to_json()["eval_data"]["params"]  # unset: full-split cells keep their ids
     bundle = load_dataset(full.training.train_data)
     cells = [plan_cell("tiny-cnn", "none", a, "synthetic", None, [*small, "eval.samples=10"], s)
              for a, s in (("pgd", 0), ("fgsm", 1))]
-    picked = [evaluation_set(c, bundle).test.sample_ids for c in cells]
+    picked = [evaluation_set(c, c.training.train_data, bundle).test.sample_ids for c in cells]
     assert len(picked[0]) == 10 and picked[0] == picked[1]  # every cell and seed sees the same images
     assert set(picked[0]) <= set(bundle.test.sample_ids) and len(set(picked[0])) == 10
-    assert evaluation_set(full, bundle).test is bundle.test
+    assert evaluation_set(full, full.training.train_data, bundle).test is bundle.test
 
 
 def test_sweep_runs_once_skips_finished_cells_and_records_a_failing_cell(tmp_path):

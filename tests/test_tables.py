@@ -9,27 +9,28 @@ from typer.testing import CliRunner
 from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.report.tables import pivot, tidy, to_markdown
-from afsl_bench.run.describe import eps_label
-from afsl_bench.run.plan import plan_cell
+from afsl_bench.runner.describe import eps_label
+from afsl_bench.runner.plan import plan_cell
 from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 
-def record(defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None) -> dict:
+def record(defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None) -> Record:
     spec = plan_cell("tiny-cnn", defense, attack, "synthetic", overrides=overrides or [], seed=seed)
-    return {
+    return Record.from_json({
         "cell_id": spec.cell_id,
         "train_id": spec.training.train_id,
         "status": "ok",
         "spec": spec.to_json(),
         "metrics": {"clean_acc": 0.9, "robust_acc": robust},
-    }
+    })
 
 
 def test_pivot_means_over_seeds_and_labels_budgets_and_changed_parameters():
     records = [
         record("none", "pgd", 0.10, seed=0), record("none", "pgd", 0.30, seed=1),
         record("at", "pgd", 0.40), record("at", "apgd", 0.35, overrides=["attack.steps=20"]),
-        record("at", "jpeg", 0.80), {"status": "failed", "cell_id": "x"},
+        record("at", "jpeg", 0.80), Record("x", "failed", {}),
     ]
     ((where, table),) = pivot(tidy(records))
     assert where == {"detector": "tiny-cnn", "train_data": "synthetic", "eval_data": "synthetic"}

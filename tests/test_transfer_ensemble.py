@@ -10,17 +10,12 @@ from torch import nn
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.attacks.base import AttackContext, SurrogateRequest
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.run.cell import RunOptions, run_cell
-from afsl_bench.run.plan import plan_cell
+from afsl_bench.runner.cell import RunOptions, run_cell
+from afsl_bench.runner.plan import plan_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = 8 / 255
-
-
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
-    return train_model(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +102,8 @@ def test_transfer_cell_with_the_target_as_surrogate_equals_the_white_box_cell(tm
     spec = plan_cell("tiny-cnn", "none", "transfer", "synthetic", overrides=[
         *SMALL, "attack.surrogate_detector=tiny-cnn", "attack.surrogate_seed=0", "attack.early_stop=true"])
     black = run_cell(spec, options).record
-    assert black["surrogates"] == [white["train_id"]]
-    assert black["metrics"]["robust_acc"] == white["metrics"]["robust_acc"]
+    assert black.surrogates == [white.train_id]
+    assert black.metrics["robust_acc"] == white.metrics["robust_acc"]
     assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1, "the surrogate must come from the cache"
 
 
@@ -168,8 +163,8 @@ def test_transfer_surrogate_trained_on_another_data_set(tmp_path):
     overrides = [*SMALL, "attack.surrogate_detector=tiny-cnn", "attack.surrogate_data=synthetic-hq",
                  "attack.steps=2"]
     record = run_cell(plan_cell("tiny-cnn", "none", "transfer", "synthetic", overrides=overrides), options).record
-    (surrogate_id,) = record["surrogates"]
-    assert surrogate_id != record["train_id"]
+    (surrogate_id,) = record.surrogates
+    assert surrogate_id != record.train_id
     assert (tmp_path / "checkpoints" / f"{surrogate_id}.pt").exists()
     again = run_cell(plan_cell("tiny-cnn", "at", "transfer", "synthetic", overrides=overrides), options).record
-    assert again["surrogates"] == [surrogate_id]
+    assert again.surrogates == [surrogate_id]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from afsl_bench.defenses import DEFENSES
-from afsl_bench.report.paper import is_ablated
-from afsl_bench.run.describe import changed
-from afsl_bench.run.sweep import load_suite
+from afsl_bench.report.leaderboard.paper import is_ablated
+from afsl_bench.runner.describe import changed
+from afsl_bench.runner.sweep import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,9 @@ from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.report import tuning
 from afsl_bench.report.tuning import Candidate, candidates, choose
-from afsl_bench.run.sweep import load_suite
+from afsl_bench.runner.sweep import load_suite
 from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 SUITE = """
 [[sweep]]
@@ -45,9 +46,9 @@ def key_of(cell) -> tuple[str, str, float | None]:
     return spec["detector"]["params"]["head"], defense["name"], defense["params"].get("beta")
 
 
-def fake_record(cell, val: dict[str, float], test_robust: float) -> dict:
+def fake_record(cell, val: dict[str, float], test_robust: float) -> Record:
     spec = cell.to_json()
-    return {
+    return Record.from_json({
         "cell_id": cell.cell_id,
         "train_id": cell.training.train_id,
         "status": "ok",
@@ -56,7 +57,7 @@ def fake_record(cell, val: dict[str, float], test_robust: float) -> dict:
         "training": {"cached": False, "val_metrics": {"threshold": 0.0, **val}},
         "n_samples": 50,
         "created": "2026-12-01T00:00:00Z",
-    }
+    })
 
 
 def fill(suite: Path, results: Path, skip: set[str] = frozenset(), without_robust: set[str] = frozenset()):

@@ -1,4 +1,4 @@
-"""Published checkpoints by source (issue 14.1): each test writes a state dict in the source's own layout
+"""Published checkpoints by source: each test writes a state dict in the source's own layout
 (its tensor names, its classifier, random values and batch-norm statistics), loads it through
 ``--set detector.weights=SOURCE:PATH`` and compares the logits with the source network's forward: timm's
 ``legacy_xception`` (FaceForensics++ and DeepfakeBench's Xception, layer for layer) and torchvision's
@@ -27,7 +27,7 @@ from afsl_bench.cli import app
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.detectors import DETECTORS
 from afsl_bench.detectors.sources.pickled import read_pickled_model
-from afsl_bench.run.plan import component_of
+from afsl_bench.runner.plan import component_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

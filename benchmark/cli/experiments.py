@@ -80,10 +80,10 @@ def run(
             progress=progress.callbacks(),
         )
     if as_json:
-        sys.stdout.write(json.dumps(outcome.record, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(outcome.record.to_json(), indent=2, sort_keys=True) + "\n")
         render.warnings(err, outcome.record)  # for the person running the script, not for its parser
         return
-    path = RecordStore(results_dir).record_path(outcome.record["cell_id"])
+    path = RecordStore(results_dir).record_path(outcome.record.cell_id)
     render.run_result(out, outcome.record, outcome.cached, path)
 
 
@@ -108,9 +108,9 @@ def sweep(
     """Run every cell of a suite file (finished cells are skipped; a failing cell is recorded, the rest
     run)."""
     from afsl_bench.cli.progress import SweepProgress
-    from afsl_bench.run.cell import RunOptions
-    from afsl_bench.run.executors import LocalExecutor, RayExecutor
-    from afsl_bench.run.sweep import load_suite, plan_status, run_sweep
+    from afsl_bench.runner.cell import RunOptions
+    from afsl_bench.runner.executors import LocalExecutor, RayExecutor
+    from afsl_bench.runner.sweep import load_suite, plan_status, run_sweep
     from afsl_bench.store.disk import RecordStore
 
     logging.basicConfig(level=logging.WARNING)
@@ -161,7 +161,7 @@ def gate(
         suite_of,
         write_baseline,
     )
-    from afsl_bench.run.cell import RunOptions
+    from afsl_bench.runner.cell import RunOptions
 
     logging.basicConfig(level=logging.WARNING)
     from afsl_bench.core.env import resolve_device

@@ -50,7 +50,7 @@ CompileOption = Annotated[
     ),
 ]
 
-#: ``--set`` of ``run`` (the kinds of ``afsl_bench.run.plan.KINDS``), parsed by ``core.params.split_overrides``
+#: ``--set`` of ``run`` (the kinds of ``afsl_bench.runner.plan.KINDS``), parsed by ``core.params.split_overrides``
 SetOption = Annotated[
     list[str] | None,
     typer.Option(

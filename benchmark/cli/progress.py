@@ -1,6 +1,6 @@
 """Progress drawing on stderr: a run's training and attack bars, a sweep's bar, the prepare bar.
 
-The library only calls back (``afsl_bench.run.cell.Progress``, ``run_sweep``'s ``on_cell``, ``prepare``'s
+The library only calls back (``afsl_bench.runner.cell.Progress``, ``run_sweep``'s ``on_cell``, ``prepare``'s
 ``on_start`` / ``on_video``); these classes turn the calls into rich progress bars when stderr is a
 terminal, and into plain time-stamped lines when it is not (a log file, ``| tee``, CI): one per training
 epoch, per tenth of an attack or of a prepare, per finished sweep cell, never wrapped or marked up.
@@ -88,8 +88,8 @@ class RunProgress(Bars):
         self.eval_said = -1  # the last tenth of the attack said as a line
 
     def callbacks(self) -> Any:
-        """The ``afsl_bench.run.cell.Progress`` the library calls."""
-        from afsl_bench.run.cell import Progress as Callbacks
+        """The ``afsl_bench.runner.cell.Progress`` the library calls."""
+        from afsl_bench.runner.cell import Progress as Callbacks
 
         return Callbacks(on_train=self.on_train, on_eval=self.on_eval, on_stage=self.on_stage)
 
@@ -153,7 +153,7 @@ class SweepProgress(Bars):
 
     def on_cell(self, cell: Any, status: str, progress: Any) -> None:
         """Counts of done / cached / running / failed cells; time left from the cells run so far."""
-        from afsl_bench.run.sweep import describe
+        from afsl_bench.runner.sweep import describe
 
         self.started += status == "running"
         finished = len(progress.done) + len(progress.cached) + len(progress.failed)

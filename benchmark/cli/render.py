@@ -10,7 +10,7 @@ import itertools
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +18,9 @@ from rich.text import Text
 
 from afsl_bench.cli.console import say
 from afsl_bench.cli.options import TableFormat
+
+if TYPE_CHECKING:  # the CLI imports no torch or pandas until a command runs
+    from afsl_bench.store.record import Record
 
 #: parameters that are pixel budgets (written k/255 when they are multiples of 1/255); every other float is
 #: a plain number (a fraction such as Square's p_init or folder's val_fraction is not a budget)
@@ -73,19 +76,19 @@ def components_table(entry: dict[str, Any], params: bool) -> Table:
 # --- run ----------------------------------------------------------------------------------------------------
 
 
-def run_result(console: Console, record: dict[str, Any], cached: bool, path: Path) -> None:
+def run_result(console: Console, record: Record, cached: bool, path: Path) -> None:
     """The result table, the raised gradient-masking flags (if any) and where the record is."""
     console.print(result_table(record, cached))
     warnings(console, record)
     say(console, f"record: {path}")
 
 
-def result_table(record: dict[str, Any], cached: bool) -> Table:
+def result_table(record: Record, cached: bool) -> Table:
     """Metrics as rows; clean and under-attack columns, frame level and (when present) video level."""
-    from afsl_bench.run.describe import describe_spec
+    from afsl_bench.runner.describe import describe_spec
 
-    metrics = record["metrics"]
-    title = describe_spec(record["spec"])
+    metrics = record.metrics or {}
+    title = describe_spec(record.spec)
     levels = ["", "video_"] if "video_clean_acc" in metrics else [""]
     table = Table(title=title, caption=caption(record, cached))
     table.add_column("metric (%)")
@@ -98,24 +101,24 @@ def result_table(record: dict[str, Any], cached: bool) -> Table:
         cells = [pct(metrics.get(f"{p}{where}_{key}")) for p in levels for where in ("clean", "robust")]
         table.add_row(name, *cells)
     table.add_row("attack success rate", *[s for p in levels for s in ("", pct(metrics[f"{p}asr"]))])
-    for name, after in record.get("after_round_trip", {}).items():
+    for name, after in (record.after_round_trip or {}).items():
         cells = [s for p in levels for s in ("", pct(after[f"{p}robust_acc"]))]
         table.add_row(f"accuracy after {name}", *cells)
     return table
 
 
-def warnings(console: Console, record: dict[str, Any]) -> None:
+def warnings(console: Console, record: Record) -> None:
     """The record's warnings, one line each: the detector did not learn; gradient-masking flags raised."""
     for warning in (not_learned_line(record), flags_line(record)):
         if warning:
             console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
-def not_learned_line(record: dict[str, Any]) -> str | None:
+def not_learned_line(record: Record) -> str | None:
     """One warning line when the detector did not learn (clean AUC below the threshold), or None."""
     from afsl_bench.store.record import learning
 
-    flag = learning(record["metrics"])
+    flag = learning(record.metrics or {})
     if not flag["raised"]:
         return None
     return (
@@ -124,33 +127,31 @@ def not_learned_line(record: dict[str, Any]) -> str | None:
     )
 
 
-def flags_line(record: dict[str, Any]) -> str | None:
+def flags_line(record: Record) -> str | None:
     """One warning line naming the raised gradient-masking flags (docs/checks.md), or None."""
-    flags = record.get("flags", {})
+    flags = record.flags or {}
     raised = list(flags.get("raised", [])) + [f"{f['flag']} (across records)" for f in flags.get("store", [])]
     if not raised:
         return None
     return f"flags raised: {', '.join(raised)}; the robust numbers may be optimistic (docs/checks.md)"
 
 
-def caption(record: dict[str, Any], cached: bool) -> str:
+def caption(record: Record, cached: bool) -> str:
     """Samples, where the model came from, the time taken and the cell id."""
-    t = record["timings"]
+    t = record.timings or {}
     if cached:
         how = "cached record"
-    elif record["training"]["cached"]:
+    elif (record.training or {}).get("cached"):
         how = "checkpoint from cache"
     else:
         how = f"trained in {t['train_s']:.0f}s"
-    requested = record.get("data", {}).get("test_samples_requested")
+    requested = (record.data or {}).get("test_samples_requested")
     capped = (
-        f" (eval.samples={requested}: the whole test split)"
-        if requested and requested > record["n_samples"]
-        else ""
+        f" (eval.samples={requested}: the whole test split)" if requested and requested > record.n_samples else ""
     )
     return (
-        f"{record['n_samples']} test samples{capped} ({record['n_attacked']} attacked); {how}; "
-        f"attack + eval {t['eval_s']:.0f}s; cell {record['cell_id']}"
+        f"{record.n_samples} test samples{capped} ({record.n_attacked} attacked); {how}; "
+        f"attack + eval {t['eval_s']:.0f}s; cell {record.cell_id}"
     )
 
 
@@ -159,7 +160,7 @@ def caption(record: dict[str, Any], cached: bool) -> str:
 
 def sweep_plan_table(plan: Any, cached: list[Any], todo: list[Any]) -> Table:
     """``sweep --dry-run``: every cell of the suite, cached or to run."""
-    from afsl_bench.run.sweep import describe
+    from afsl_bench.runner.sweep import describe
 
     table = Table(title=f"{plan.name}: {len(plan.cells)} cells, {len(cached)} cached, {len(todo)} to run")
     for column in ("cell", "status", "what"):

@@ -84,7 +84,7 @@ def leaderboard(
     --html, a static site: sortable, filterable tables of every cell, their records and the plots)."""
     from afsl_bench.core.io import atomic_write_text
     from afsl_bench.report import leaderboard as lb
-    from afsl_bench.run.sweep import load_suite
+    from afsl_bench.runner.sweep import load_suite
 
     if not output.is_file():
         raise ConfigError(f"'{output}' does not exist; create it with the markers {lb.BEGIN} and {lb.END}")
@@ -116,7 +116,7 @@ def leaderboard(
     )
 
 
-def _redraw(records: list[dict[str, Any]], plots_dir: Path) -> None:
+def _redraw(records: list[Any], plots_dir: Path) -> None:
     """Replace the leaderboard's plots: a plot the records no longer support must not stay linked."""
     from afsl_bench.report.plots import render_all
     from afsl_bench.report.tables import tidy
@@ -151,7 +151,7 @@ def tune(
     """Choose each defense's parameters and the head on VALIDATION robust accuracy (APGD-CE, recorded at the
     end of training) from a swept tuning suite; writes <results-dir>/tuning/<suite>.json."""
     from afsl_bench.report import tuning
-    from afsl_bench.run.sweep import load_suite
+    from afsl_bench.runner.sweep import load_suite
 
     loaded = load_suite(suite)
     found = tuning.candidates(loaded, results_dir)

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from afsl_bench.core.decision import says_fake
+
 
 def _both_classes(labels: np.ndarray) -> bool:
     return len(np.unique(labels)) == 2
@@ -49,7 +51,7 @@ def eer(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean((scores > 0).astype(int) == labels))
+    return float(np.mean(says_fake(scores).astype(int) == labels))
 
 
 def detection_metrics(scores: np.ndarray, labels: np.ndarray, prefix: str) -> dict[str, float]:
@@ -66,10 +68,10 @@ def attack_success_rate(
     clean_scores: np.ndarray, adv_scores: np.ndarray, labels: np.ndarray, attacked: np.ndarray
 ) -> float:
     """Fraction of attacked samples that were correct on clean input and are wrong after the attack."""
-    correct = ((clean_scores > 0).astype(int) == labels) & attacked
+    correct = (says_fake(clean_scores).astype(int) == labels) & attacked
     if not correct.any():
         return float("nan")
-    fooled = (adv_scores > 0).astype(int) != labels
+    fooled = says_fake(adv_scores).astype(int) != labels
     return float(np.mean(fooled[correct]))
 
 

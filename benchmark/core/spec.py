@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from afsl_bench.core.decision import DEFAULT_RULE, LEGACY_RULE, DecisionRule
+
 SCHEMA_VERSION = 1
 
 
@@ -82,20 +84,57 @@ class TrainSpec:
         return content_hash(self.to_json())
 
 
+#: ``--set eval.samples=N``: evaluate on a fixed subset of N test images (RobustBench's ``n_examples``)
+SAMPLES = "samples"
+#: ``--set eval.threshold=margin|eer``: the decision rule (``core.decision``)
+THRESHOLD = "threshold"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a cell is evaluated, apart from the data set's own parameters: the decision rule and, optionally, a
+    fixed subset of ``samples`` test images.
+
+    Written into the evaluation data's params of the spec's JSON (``threshold``, ``samples``), where the
+    records written before this type existed keep them, so cell ids are unchanged."""
+
+    threshold: DecisionRule = DEFAULT_RULE
+    samples: int | None = None
+
+    def to_params(self) -> dict[str, Any]:
+        return {THRESHOLD: self.threshold.value} | (
+            {SAMPLES: self.samples} if self.samples is not None else {}
+        )
+
+    @classmethod
+    def split(cls, params: dict[str, Any]) -> tuple[EvalSettings, dict[str, Any]]:
+        """A stored evaluation component's params -> (the settings, the data set's own params); a spec
+        without a rule is from before the rule entered every spec (``LEGACY_RULE``)."""
+        rule = DecisionRule(params.get(THRESHOLD, LEGACY_RULE))
+        data = {k: v for k, v in params.items() if k not in (THRESHOLD, SAMPLES)}
+        return cls(rule, params.get(SAMPLES)), data
+
+
 @dataclass(frozen=True)
 class CellSpec:
-    """One cell of the benchmark grid: a trained model (TrainSpec) under one attack on one eval set."""
+    """One cell of the benchmark grid: a trained model (TrainSpec) under one attack on one evaluation data set,
+    evaluated with ``evaluation``'s rule and sample count."""
 
     training: TrainSpec
     attack: Component
     eval_data: Component
+    evaluation: EvalSettings = EvalSettings()
+
+    def __post_init__(self) -> None:
+        if THRESHOLD in self.eval_data.params or SAMPLES in self.eval_data.params:
+            raise ValueError(
+                "eval_data holds the data set's own parameters: pass threshold / samples as evaluation"
+            )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            **self.training.to_json(),
-            "attack": self.attack.to_json(),
-            "eval_data": self.eval_data.to_json(),
-        }
+        eval_json = self.eval_data.to_json()
+        eval_json["params"] = to_jsonable(self.eval_data.params | self.evaluation.to_params())
+        return {**self.training.to_json(), "attack": self.attack.to_json(), "eval_data": eval_json}
 
     @property
     def cell_id(self) -> str:

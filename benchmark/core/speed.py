@@ -9,7 +9,7 @@ it. What it does, by ``Compile`` mode:
 - ``auto`` (the default) and ``on``: batch norm folded into the convolution before it (``torch.fx``'s
   ``fuse``: y = conv(x) * s + t becomes one convolution with weights W * s and bias b * s + t; eval mode
   only), and for image detectors the weights and inputs in channels-last memory layout (oneDNN's and
-  cuDNN's fast path: on this CPU it alone makes meso4's input gradient 2x faster).
+  cuDNN's fast path; docs/speed.md has the measured ratios).
 - ``on`` also compiles the folded model with ``torch.compile`` (inductor) from the first batch; ``auto``
   compiles only when the work still planned outweighs the compile cost, measured: after each batch the
   caller reports the batch's time and how many batches remain (``after_batch``), and ``auto`` compiles when
@@ -61,9 +61,9 @@ log = logging.getLogger(__name__)
 #: (scripts/bench_attacks.py here, compiled / folded PGD-10: resnet 0.93, tiny-cnn 0.96, meso4 2.1; a
 #: compiled model that measures slower is dropped after its first batch)
 COMPILE_SAVING = 0.2
-#: the compile cost (seconds) ``auto`` assumes before one was measured in this process: torch.compile of
-#: the forward and input gradient took 32 s cold on this 2-core CPU for resnet, 11 s for meso4, 7 s for
-#: tiny-cnn (2 s each with inductor's on-disk cache warm)
+#: the compile cost (seconds) ``auto`` assumes before one was measured in this process: a cold compile of the
+#: forward and input gradient of the larger small detectors on a 2-core CPU (docs/speed.md); an
+#: overestimate only delays the first compile by a batch or two
 FIRST_COMPILE_S = 30.0
 
 #: smaller batches (the few samples still standing late in an attack) run the folded eager model: torch

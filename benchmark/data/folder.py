@@ -61,7 +61,7 @@ def make_split(files: list[tuple[Path, int]], root: Path, resolution: int) -> Sp
 
 
 def content_id(root: str = "", **_: Any) -> str | None:
-    """What the folder holds, for cell and training ids (``afsl_bench.run.plan.component_of``): a digest of every
+    """What the folder holds, for cell and training ids (``afsl_bench.runner.plan.component_of``): a digest of every
     image's path (relative to ``root``) and size in bytes. A listing and a stat per file, no reads, so it
     stays fast on a 100k-image folder, and a copy of the folder to another place or machine keeps its ids
     (modification times would not); an image replaced by another of exactly the same size is the case it

@@ -64,7 +64,7 @@ def read_store(name: str, path: Path, layout: str) -> tuple[dict, pd.DataFrame]:
 
 
 def store_content_id(name: str):
-    """``content_id`` of a prepared data set ``name`` (``afsl_bench.run.plan.component_of``): a digest of the
+    """``content_id`` of a prepared data set ``name`` (``afsl_bench.runner.plan.component_of``): a digest of the
     store's ``store.json`` and manifest, which list every shard and sample it holds (small files: hashed in
     full). Two stores of different contents get different cell ids even under the same ``prepared=`` or
     ``$AFSL_DATA``; None when there is no store (loading then says how to prepare one)."""

@@ -13,8 +13,8 @@ their amplitudes are what they are, and the robust ceiling they give: ``docs/dat
 Celeb-DF (cleaner blends, weaker cues, a different method mix, other identities): train on the first, test
 on the second for a cross-data-set score. Results of a call are cached per process: treat the returned
 tensors as read-only. Data version 1 (fakes and reals from different views, one planted checkerboard as the
-only robust cue) was replaced on 2026-12-01; the factories' ``version`` puts the data version in every
-cell spec, so records of the two are never mixed.
+only robust cue) was replaced by version 2 (docs/changelog.md); the factories' ``version`` puts the data
+version in every cell spec, so records of the two are never mixed.
 """
 
 from __future__ import annotations
@@ -64,9 +64,23 @@ log = logging.getLogger(__name__)
 FFPP_METHODS = ("deepfakes", "face2face", "faceswap", "neuraltextures")
 HQ_METHODS = ("deepfakes", "gan-upsample", "sbi")
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 512
-#: version 2 (2026-12-01): paired fakes with bounded cues; version 1 had one planted checkerboard
+#: version 2: paired fakes with bounded cues; version 1 had one planted checkerboard
 DATA_VERSION = 2
 MIN_IDENTITIES = 10  # each split then holds >= 2 identities, so a swap always has a donor
+#: what each embedded data set is, in one sentence, for reports (the leaderboard says it next to every table)
+NOTES = {
+    "synthetic": (
+        f"the embedded procedural face set, data version {DATA_VERSION}: each fake is its own real frame "
+        f"forged, with a resampling trace of at least {round(FFPP_CUES.trace[0] * 255)}/255 and a colour shift "
+        f"of at least {round(FFPP_CUES.colour[0] * 255)}/255, so its robust-accuracy ceiling is 100 % up to "
+        "16/255 (docs/data-design.md; not real faces)"
+    ),
+    "synthetic-hq": (
+        f"the same generator at higher quality and weaker cues (trace >= {round(HQ_CUES.trace[0] * 255)}/255, "
+        f"colour >= {round(HQ_CUES.colour[0] * 255)}/255), other identities and methods: a shifted test "
+        "distribution (not real faces)"
+    ),
+}
 SPLITS = ("train", "val", "test")
 #: pixels generated together (256 frames at 64x64): bounds memory and fixes each chunk's random stream
 _CHUNK_PIXELS = 256 * 64 * 64
@@ -369,4 +383,4 @@ def synthetic_hq(
     return generate(_check("synthetic-hq", HQ_STYLE, HQ_CUES, locals()))
 
 
-synthetic.version = synthetic_hq.version = DATA_VERSION  # in every cell spec (afsl_bench.run.plan)
+synthetic.version = synthetic_hq.version = DATA_VERSION  # in every cell spec (afsl_bench.runner.plan)

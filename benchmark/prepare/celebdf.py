@@ -62,7 +62,7 @@ def _checked(tests: dict[str, int], path: Path) -> dict[str, int]:
 
 
 @LAYOUTS.register("celeb-df")
-def celeb_df(root: str, test_list: str = "") -> Listing:
+def list_celeb_df(root: str, test_list: str = "") -> Listing:
     """Celeb-DF v2: its official test list (``test_list``, default: the root's copy, else the shipped one);
     the other videos split 90/10 into train / val by a stable hash of the video id."""
     base = need_root(root, "celeb-df", LAYOUT)

@@ -49,7 +49,7 @@ def part_folders(base: Path) -> list[Path]:
 
 
 @LAYOUTS.register("dfdc")
-def dfdc(root: str) -> Listing:
+def list_dfdc(root: str) -> Listing:
     """DFDC training parts: labels from each part's metadata.json, splits by source video (80/10/10)."""
     base = need_root(root, "dfdc", LAYOUT)
     entries, missing = [], []

@@ -35,8 +35,8 @@ FaceFinder = Callable[[np.ndarray], list[list["Face"]]]
 FACE_DETECTORS: Registry = Registry("face detector")
 #: the default confidence below which a detection is not a face, per detector. MTCNN's score is a
 #: probability (0.9 is the usual cut, e.g. in RetinaFace and DeepfakeBench-style pipelines); the Haar
-#: cascade's is its last stage's level weight, where 1.0 drops the weakest accepted windows (the background
-#: patch of issue 13 scored 0.24). Neither was tuned on real videos here (none can be downloaded): set
+#: cascade's is its last stage's level weight, where 1.0 drops the weakest accepted windows (a large
+#: background patch the cascade accepted weakly scored 0.24: tests/test_prepare.py). Neither was tuned on real videos here (none can be downloaded): set
 #: ``--min-score`` for your data.
 MIN_SCORE = {"haar": 1.0, "mtcnn": 0.9}
 #: the largest distance between a face's centre and the previous kept face's, in that face's widths

@@ -117,7 +117,7 @@ def _listing(entries: list, missing: list, root: Path, dataset: str, layout: str
 
 
 @LAYOUTS.register("ff++")
-def ffpp(
+def list_ffpp(
     root: str,
     methods: tuple[str, ...] = FFPP_METHODS,
     compression: Compression = Compression.C23,
@@ -140,13 +140,13 @@ def ffpp(
 
 
 @LAYOUTS.register("faceshifter")
-def faceshifter(root: str, compression: Compression = Compression.C23, splits: str = "") -> Listing:
+def list_faceshifter(root: str, compression: Compression = Compression.C23, splits: str = "") -> Listing:
     """FaceShifter fakes (FF++'s ``FaceShifter`` method folder) and FF++'s reals, official FF++ splits."""
-    return ffpp(root, ("FaceShifter",), compression, splits)
+    return list_ffpp(root, ("FaceShifter",), compression, splits)
 
 
 @LAYOUTS.register("deeperforensics")
-def deeperforensics(
+def list_deeperforensics(
     root: str,
     ffpp_root: str = "",
     variant: str = "end_to_end",

@@ -21,8 +21,8 @@ from typing import Any
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
-from afsl_bench.run.cell import RunOptions
-from afsl_bench.run.sweep import Suite, describe, load_suite, run_sweep
+from afsl_bench.runner.cell import RunOptions
+from afsl_bench.runner.sweep import Suite, describe, load_suite, run_sweep
 from afsl_bench.store.disk import RecordStore
 from afsl_bench.store.record import learning
 
@@ -60,7 +60,7 @@ def current_metrics(suite: Suite, options: RunOptions) -> dict[str, dict[str, An
         raise ConfigError(f"{len(outcome.failed)} cell(s) of {suite.path} failed; see their records")
     store = RecordStore(options.results_dir)
     return {
-        cell.cell_id: {"what": describe(cell), **store.finished(cell.cell_id)["metrics"]}
+        cell.cell_id: {"what": describe(cell), **store.finished(cell.cell_id).metrics}
         for cell in suite.cells
     }
 

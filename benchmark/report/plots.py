@@ -25,7 +25,7 @@ import seaborn as sns
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write
-from afsl_bench.run.describe import eps_label
+from afsl_bench.runner.describe import eps_label
 
 #: no creation date and a fixed id salt, so the same records draw byte-identical files (committed plots
 #: change only when their data does)

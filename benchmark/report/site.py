@@ -26,7 +26,7 @@ from typing import Any
 
 from afsl_bench.core.io import atomic_write_text
 from afsl_bench.report.tables import tidy
-from afsl_bench.store.record import not_learned
+from afsl_bench.store.record import Record, not_learned
 
 #: the table's columns: (header, key of the row dict, numeric?)
 COLUMNS = (
@@ -47,21 +47,20 @@ COLUMNS = (
 FILTERS = ("detector", "defense", "attack", "eps", "train_data", "eval_data")
 
 
-def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(records: list[Record]) -> list[dict[str, Any]]:
     """One row per record: the labels the markdown tables use, numbers in % (None where absent)."""
     frame = tidy(records).set_index("cell_id")
     out = []
     for record in records:
-        cell = frame.loc[record["cell_id"]]
-        metrics = record["metrics"]
-        raised = list(record.get("flags", {}).get("raised", [])) + list(
-            record.get("flags", {}).get("store", [])
-        )
+        cell = frame.loc[record.cell_id]
+        metrics = record.metrics or {}
+        flags = record.flags or {}
+        raised = list(flags.get("raised", [])) + list(flags.get("store", []))
         if not_learned(record):
             raised.insert(0, "not learned")
         out.append(
             {
-                "cell_id": record["cell_id"],
+                "cell_id": record.cell_id,
                 "detector": cell["detector"],
                 "defense": cell["defense"],
                 "attack": cell["attack_name"],
@@ -72,7 +71,7 @@ def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "clean_acc": percent(metrics.get("clean_acc")),
                 "robust_acc": percent(metrics.get("robust_acc")),
                 "robust_auc": percent(metrics.get("robust_auc")),
-                "ssim": rounded(record.get("perturbation", {}).get("ssim_median"), 4),
+                "ssim": rounded((record.perturbation or {}).get("ssim_median"), 4),
                 "flags": ", ".join(raised) or "-",
             }
         )
@@ -90,7 +89,7 @@ def rounded(value: float | None, digits: int) -> float | None:
 
 
 def write_site(
-    records: list[dict[str, Any]], out_dir: Path, plots_dir: Path, title: str, note: str = ""
+    records: list[Record], out_dir: Path, plots_dir: Path, title: str, note: str = ""
 ) -> Path:
     """Write ``out_dir/index.html`` and copy the plots; returns the page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,9 +107,9 @@ def write_site(
     return page
 
 
-def render_page(records: list[dict[str, Any]], plots: list[str], title: str, note: str) -> str:
+def render_page(records: list[Record], plots: list[str], title: str, note: str) -> str:
     table_rows = rows(records)
-    details = {r["cell_id"]: r for r in records}
+    details = {r.cell_id: r.to_json() for r in records}
     header = "".join(
         f'<th data-key="{key}" data-numeric="{str(numeric).lower()}" tabindex="0">{html.escape(name)}</th>'
         for name, key, numeric in COLUMNS

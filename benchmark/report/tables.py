@@ -15,8 +15,9 @@ import pandas as pd
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import did_you_mean
-from afsl_bench.run.describe import eps_label, row
-from afsl_bench.store.disk import STATUS_OK, RecordStore
+from afsl_bench.runner.describe import eps_label, row
+from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 #: the tidy columns a table can be pivoted on
 DIMENSIONS = ("detector", "defense", "attack", "train_data", "eval_data", "seed")
@@ -41,9 +42,9 @@ EXTRA = (
 NOT_LEARNED_MARK = " [not learned]"
 
 
-def tidy(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def tidy(records: Iterable[Record]) -> pd.DataFrame:
     """One row per finished (ok) record: its dimensions, every metric, and the cell id."""
-    return pd.DataFrame([row(r) for r in records if r.get("status") == STATUS_OK])
+    return pd.DataFrame([row(r) for r in records if r.ok])
 
 
 def load(results_dir: Path | str) -> pd.DataFrame:

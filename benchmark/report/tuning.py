@@ -25,9 +25,10 @@ from typing import Any
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write_text
-from afsl_bench.run.describe import changed
-from afsl_bench.run.sweep import Suite
+from afsl_bench.runner.describe import changed
+from afsl_bench.runner.sweep import Suite
 from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record
 
 ROBUST = "val_robust_acc"
 CLEAN = "val_clean_acc"
@@ -60,7 +61,7 @@ def candidates(suite: Suite, results_dir: Path | str) -> list[Candidate]:
     a finished record is an error."""
     store = RecordStore(results_dir)
     first: dict[str, tuple[int, Any]] = {}  # train_id -> (order, cell) of the model's first cell
-    record: dict[str, dict[str, Any] | None] = {}
+    record: dict[str, Record | None] = {}
     for order, cell in enumerate(suite.cells):  # a model counts once any of its cells has a record
         train_id = cell.training.train_id
         first.setdefault(train_id, (order, cell))
@@ -74,10 +75,10 @@ def candidates(suite: Suite, results_dir: Path | str) -> list[Candidate]:
     return [_candidate(order, cell, record[train_id]) for train_id, (order, cell) in first.items()]
 
 
-def _candidate(order: int, cell: Any, record: dict[str, Any]) -> Candidate:
+def _candidate(order: int, cell: Any, record: Record) -> Candidate:
     from afsl_bench.defenses import DEFENSES
 
-    val = record.get("training", {}).get("val_metrics", {})
+    val = (record.training or {}).get("val_metrics", {})
     if ROBUST not in val:
         raise ConfigError(
             f"the record of cell {cell.cell_id} has no validation robust accuracy (it was trained with "

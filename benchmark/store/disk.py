@@ -26,7 +26,6 @@ import io
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,35 +37,34 @@ import torch
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import UNREADABLE, atomic_write, atomic_write_bytes, check_writable
 from afsl_bench.core.spec import content_hash
+from afsl_bench.store.record import Record, failed_record
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; a single writer per store is then the user's job
     fcntl = None
 
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
-#: what every record holds, finished or failed (docs/records.md)
-REQUIRED = ("cell_id", "status", "spec")
 
 log = logging.getLogger(__name__)
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> Record | None:
     """The record in ``path``, or None with a warning naming the file when it is unreadable (not JSON, empty,
     truncated, or missing a required field): the store treats it as absent, so the cell is recomputed and
     the file rewritten, and listings skip it. None, silently, when there is no file."""
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         problem = f"not a JSON record ({str(err).splitlines()[0]})"
     else:
-        missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
-        if not missing:
-            return record
-        problem = f"a record without {', '.join(missing)}"
+        try:
+            if isinstance(data, dict):
+                return Record.from_json(data)
+            problem = "not a JSON object"
+        except ValueError as err:
+            problem = str(err)
     log.warning(
         "%s is %s: ignored; the cell is recomputed when run again (or delete the file)", path, problem
     )
@@ -121,40 +119,32 @@ class RecordStore:
     def _locked(self, *, shared: bool = False):
         return file_lock(self.records / ".lock", shared=shared)
 
-    def write(self, record: dict[str, Any], samples: pd.DataFrame) -> Path:
-        cell_id = record["cell_id"]
-        text = json.dumps(record, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    def write(self, record: Record, samples: pd.DataFrame) -> Path:
+        text = json.dumps(record.to_json(), indent=2, sort_keys=True, allow_nan=True) + "\n"
         with self._locked():
-            atomic_write_parquet(self.samples_path(cell_id), samples)
-            atomic_write_bytes(self.record_path(cell_id), text.encode())
+            atomic_write_parquet(self.samples_path(record.cell_id), samples)
+            atomic_write_bytes(self.record_path(record.cell_id), text.encode())
             self._index(record)
-        return self.record_path(cell_id)
+        return self.record_path(record.cell_id)
 
-    def _index(self, record: dict[str, Any]) -> None:
+    def _index(self, record: Record) -> None:
         """List the record under its training id (after the record exists: a marker always has its record)."""
-        if record.get("train_id"):
-            marker = self.by_train_index / record["train_id"] / record["cell_id"]
+        if record.train_id:
+            marker = self.by_train_index / record.train_id / record.cell_id
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
 
     def write_failure(self, cell_id: str, train_id: str, spec: dict[str, Any], error: dict[str, str]) -> Path:
         """A cell that raised: its spec and error, status ``failed`` (no table); a rerun retries it."""
-        record = {
-            "cell_id": cell_id,
-            "train_id": train_id,
-            "status": STATUS_FAILED,
-            "spec": spec,
-            "error": error,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        record = failed_record(cell_id, train_id, spec, error)
         with self._locked():
             atomic_write_bytes(
-                self.record_path(cell_id), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+                self.record_path(cell_id), (json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n").encode()
             )
             self._index(record)
         return self.record_path(cell_id)
 
-    def read(self, cell_id: str) -> dict[str, Any] | None:
+    def read(self, cell_id: str) -> Record | None:
         """The cell's record; None when there is none or it is unreadable (``read_record``)."""
         return read_record(self.record_path(cell_id))
 
@@ -170,7 +160,7 @@ class RecordStore:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"{path} is unreadable ({reason}): recompute the cell with --force") from None
 
-    def finished_with_samples(self, cell_id: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    def finished_with_samples(self, cell_id: str) -> tuple[Record, pd.DataFrame] | None:
         """The record of a finished cell and its table as one consistent pair, even while another process
         rewrites the cell (``finished``, then ``read_samples``, could pair the old record with the new
         table)."""
@@ -178,25 +168,25 @@ class RecordStore:
             record = self.finished(cell_id)
             return None if record is None else (record, self.read_samples(cell_id))
 
-    def finished(self, cell_id: str) -> dict[str, Any] | None:
+    def finished(self, cell_id: str) -> Record | None:
         """The record of a cell that completed (status ok), else None."""
         record = self.read(cell_id)
-        return record if record and record.get("status") == STATUS_OK else None
+        return record if record and record.ok else None
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Record]:
         """Every readable record, failed ones included (filter on ``status``); unreadable ones are skipped
         with a warning naming the file."""
         for path in sorted(self.records.glob("*.json")):
             if (record := read_record(path)) is not None:
                 yield record
 
-    def by_train(self, train_id: str) -> Iterator[dict[str, Any]]:
+    def by_train(self, train_id: str) -> Iterator[Record]:
         """The records of one trained model, failed ones included (filter on ``status``), from the index."""
         self._build_index_once()
         folder = self.by_train_index / train_id
         for marker in sorted(folder.iterdir()) if folder.is_dir() else []:
             record = self.read(marker.name)  # None when the record was deleted by hand
-            if record is not None and record.get("train_id") == train_id:
+            if record is not None and record.train_id == train_id:
                 yield record
 
     def _build_index_once(self) -> None:

@@ -84,7 +84,7 @@ def perceptual(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"ssim": ssim.view(-1, frames).mean(1), "psnr": psnr.view(-1, frames).mean(1)}
 
 
-def evaluate(
+def score_split(
     model: Detector | FrozenModel,
     attack: Attack,
     split: Split,

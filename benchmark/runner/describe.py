@@ -11,9 +11,9 @@ import json
 from fractions import Fraction
 from typing import Any
 
-from afsl_bench.core.spec import to_jsonable
-from afsl_bench.run.plan import DEFAULT_RULE, LEGACY_RULE, THRESHOLD
-from afsl_bench.store.record import not_learned
+from afsl_bench.core.decision import DEFAULT_RULE
+from afsl_bench.core.spec import EvalSettings, to_jsonable
+from afsl_bench.store.record import Record
 
 
 def eps_label(eps: Any, norm: str) -> str:
@@ -101,8 +101,8 @@ def train_label(spec: dict[str, Any]) -> str:
 
 def _rule(spec: dict[str, Any]) -> str:
     """' (threshold=eer)' for a cell evaluated at another decision rule than the default (margin)."""
-    rule = spec["eval_data"]["params"].get(THRESHOLD, LEGACY_RULE.value)
-    return "" if rule == DEFAULT_RULE.value else f" (threshold={rule})"
+    rule = EvalSettings.split(spec["eval_data"]["params"])[0].threshold
+    return "" if rule is DEFAULT_RULE else f" (threshold={rule.value})"
 
 
 def surrogate_label(spec: dict[str, Any]) -> str | None:
@@ -119,9 +119,9 @@ def surrogate_label(spec: dict[str, Any]) -> str | None:
     return label
 
 
-def row(record: dict[str, Any]) -> dict[str, Any]:
+def row(record: Record) -> dict[str, Any]:
     """One finished record as a flat row: its labelled dimensions, every metric, and the cell id."""
-    spec = record["spec"]
+    spec = record.spec
     params = spec["attack"]["params"]
     shown = labels(spec)
     return {
@@ -136,7 +136,7 @@ def row(record: dict[str, Any]) -> dict[str, Any]:
         "norm": params.get("norm"),
         "seed": spec["seed"],
         "train": json.dumps(spec["train"]["params"], sort_keys=True),
-        **record["metrics"],
-        "cell_id": record["cell_id"],
-        "not_learned": not_learned(record),
+        **(record.metrics or {}),
+        "cell_id": record.cell_id,
+        "not_learned": not record.learned,
     }

@@ -40,9 +40,9 @@ from typing import Any
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import did_you_mean
 from afsl_bench.core.spec import CellSpec
-from afsl_bench.run.cell import RunOptions
-from afsl_bench.run.executors import Executor, LocalExecutor
-from afsl_bench.run.plan import KINDS, plan_cell
+from afsl_bench.runner.cell import RunOptions
+from afsl_bench.runner.executors import Executor, LocalExecutor
+from afsl_bench.runner.plan import KINDS, plan_cell
 from afsl_bench.store.disk import RecordStore
 
 #: the [sweep] keys: the lists crossed into cells
@@ -199,7 +199,7 @@ def run_sweep(
     on_cell: Callable[[CellSpec, str, SweepOutcome], None] = lambda cell, status, outcome: None,
     executor: Executor | None = None,
 ) -> SweepOutcome:
-    """Run every cell not yet finished (here, or on Ray: ``benchmark/run/executors.py``); ``on_cell`` hears
+    """Run every cell not yet finished (here, or on Ray: ``benchmark/runner/executors.py``); ``on_cell`` hears
     "running", then "done", "cached" or "failed". A failing cell is recorded with its error, the sweep goes
     on."""
     executor = executor or LocalExecutor()
@@ -220,6 +220,6 @@ def run_sweep(
 def describe(cell: CellSpec) -> str:
     """One line per cell, with the parameters that differ from the defaults (the table labels, the training
     settings) and the seed."""
-    from afsl_bench.run.describe import describe_spec
+    from afsl_bench.runner.describe import describe_spec
 
     return describe_spec(cell.to_json())

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from afsl_bench.attacks import ATTACKS, Attack
+from afsl_bench.core.decision import parse_decision_rule
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.params import coerce, split_overrides, typed_params
 from afsl_bench.core.registry import Registry, omitted_at_default, params_of_builder
-from afsl_bench.core.spec import CellSpec, Component, TrainSpec, to_jsonable
+from afsl_bench.core.spec import SAMPLES, THRESHOLD, CellSpec, Component, EvalSettings, TrainSpec, to_jsonable
 from afsl_bench.core.types import DataBundle
 from afsl_bench.data import DATASETS
 from afsl_bench.defenses import DEFENSES
@@ -28,37 +28,10 @@ from afsl_bench.detectors.base import Detector
 #: the prefixes ``--set`` accepts: ``data`` is the training set, ``eval`` the evaluation set
 KINDS = ("detector", "defense", "attack", "data", "eval", "train")
 
-#: ``--set eval.samples=N``: evaluate on a fixed subset of N test images (RobustBench's ``n_examples``)
-SAMPLES = "samples"
-#: ``--set eval.threshold=margin|eer``: the decision rule the metrics and the attack use (``DecisionRule``)
-THRESHOLD = "threshold"
-#: evaluation settings that are not parameters of the data set itself
-EVAL_ONLY = (SAMPLES, THRESHOLD)
 #: the parameters that say where a data set lies; an evaluation set other than the training set keeps its own
 LOCATION = ("prepared", "root")
 #: a data set's content digest in its component (``content_id`` of ``folder`` and the prepared stores)
 CONTENT = "content"
-
-
-class DecisionRule(StrEnum):
-    """Where a detector's decision "fake" starts, for the metrics and for the attack alike.
-
-    ``margin`` (the default): the model's own rule, fake when z_fake > z_real, as RobustBench and the
-    attack libraries evaluate (AFSL's logit adjustment is a training-time term and is not applied at
-    evaluation). ``eer``: the equal-error-rate threshold of the clean VALIDATION scores, fixed after training
-    and folded into the logits (the default before 2026-12-01; a threshold set below the attack's reach
-    makes every real one perturbation from "fake"). Robust AUC is threshold-free under both. The rule is
-    written into every cell spec; a record whose spec has none is from before the change and used ``eer``.
-    """
-
-    EER = "eer"
-    MARGIN = "margin"
-
-
-#: the rule of a cell that does not set ``eval.threshold`` (absent from its spec, so ids stay stable)
-DEFAULT_RULE = DecisionRule.MARGIN
-#: the rule of records whose spec names none (written before the rule entered every spec)
-LEGACY_RULE = DecisionRule.EER
 
 
 def plan_cell(
@@ -84,26 +57,11 @@ def plan_cell(
         for k, v in raw["data"].items()
         if k in eval_params and (eval_name == dataset or k not in LOCATION)
     }
-    samples = _test_samples(raw["eval"].pop(SAMPLES, None))
-    rule = parse_decision_rule(raw["eval"].pop(THRESHOLD, None))
+    evaluation = EvalSettings(
+        parse_decision_rule(raw["eval"].pop(THRESHOLD, None)), parse_samples(raw["eval"].pop(SAMPLES, None))
+    )
     eval_c = _component(DATASETS, "eval", eval_name, inherited | raw["eval"])
-    settings = {THRESHOLD: rule.value} | ({SAMPLES: samples} if samples is not None else {})
-    return CellSpec(training, attack_c, dataclasses.replace(eval_c, params=eval_c.params | settings))
-
-
-def decision_rule(spec: CellSpec) -> DecisionRule:
-    return DecisionRule(spec.eval_data.params.get(THRESHOLD, LEGACY_RULE))
-
-
-def parse_decision_rule(text: str | None) -> DecisionRule:
-    """``eval.threshold`` as typed (any case; None: the default) -> the rule, or an error naming the choices."""
-    if text is None:
-        return DEFAULT_RULE
-    try:
-        return DecisionRule(text.strip().lower())
-    except ValueError:
-        choices = ", ".join(r.value for r in DecisionRule)
-        raise ConfigError(f"eval.threshold={text}: choose one of {choices}") from None
+    return CellSpec(training, attack_c, eval_c, evaluation)
 
 
 def plan_training(
@@ -177,7 +135,8 @@ def surrogate_spec(target: TrainSpec, detector: str, defense: str, seed: int, da
     )
 
 
-def _test_samples(text: str | None) -> int | None:
+def parse_samples(text: str | int | None) -> int | None:
+    """``eval.samples`` (a string from ``--set``, or an int from the API) -> a positive count, or None."""
     if text is None:
         return None
     try:

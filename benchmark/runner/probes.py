@@ -38,6 +38,7 @@ from torch import nn
 from afsl_bench.attacks import ATTACKS, Attack
 from afsl_bench.attacks.ops import attack_loss, attacked_mask, frozen
 from afsl_bench.attacks.vocabulary import Loss, Norm
+from afsl_bench.store.record import Record
 
 #: logits of two passes over the same input closer than this are "the same" (GPU kernels are not bitwise
 #: deterministic; a randomised front end moves logits by far more)
@@ -274,28 +275,26 @@ def probe_indices(n: int, samples: int, seed: int) -> torch.Tensor:
 # --- across records -----------------------------------------------------------------------------------------
 
 
-def store_flags(records: Iterable[dict[str, Any]], tolerance: float = 0.01) -> list[dict[str, Any]]:
+def store_flags(records: Iterable[Record], tolerance: float = 0.01) -> list[dict[str, Any]]:
     """Flags between records of the same trained model and evaluation set: a black-box or transfer attack
     below the best white-box one at the same (eps, norm, direction), and robust accuracy rising with eps for
     one attack with otherwise equal parameters."""
     rows = []
     for r in records:
-        params = r["spec"]["attack"]["params"]
+        params = r.spec["attack"]["params"]
         if params.get("eps") is None:
             continue
         rows.append(
             {
-                "cell_id": r["cell_id"],
-                "group": (r["train_id"], _key(r["spec"]["eval_data"])),
-                "attack": r["spec"]["attack"]["name"],
+                "cell_id": r.cell_id,
+                "group": (r.train_id, _key(r.spec["eval_data"])),
+                "attack": r.attack_name,
                 "others": _key({k: v for k, v in params.items() if k != "eps"}),
                 "eps": float(params["eps"]),
                 "norm": params.get("norm", "linf"),
                 "direction": params.get("direction", "both"),
-                "white_box": ATTACKS.get(r["spec"]["attack"]["name"]).requires_grad
-                if r["spec"]["attack"]["name"] in ATTACKS
-                else True,
-                "robust_acc": float(r["metrics"]["robust_acc"]),
+                "white_box": ATTACKS.get(r.attack_name).requires_grad if r.attack_name in ATTACKS else True,
+                "robust_acc": r.metric("robust_acc"),
             }
         )
     if not rows:

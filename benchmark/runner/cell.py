@@ -1,7 +1,7 @@
 """Running one planned cell: train (or load) the model, evaluate it clean and under attack, run the probes,
 and hand the record to the store.
 
-Data flows one way: a ``CellSpec`` (``afsl_bench.run.plan``) -> ``run_cell`` -> a record (``afsl_bench.store.record``)
+Data flows one way: a ``CellSpec`` (``afsl_bench.runner.plan``) -> ``run_cell`` -> a record (``afsl_bench.store.record``)
 -> the ``RecordStore``. A finished cell is never recomputed unless forced; an interrupted one leaves no record
 and its training resumes from the partial checkpoint.
 """
@@ -21,29 +21,19 @@ import torch
 
 from afsl_bench.attacks import Attack
 from afsl_bench.attacks.base import AttackContext
+from afsl_bench.core.decision import says_fake
 from afsl_bench.core.env import resolve_device
-from afsl_bench.core.spec import CellSpec, TrainSpec, content_hash
+from afsl_bench.core.spec import CellSpec, Component, TrainSpec, content_hash
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import DataBundle
-from afsl_bench.defenses.training import TrainResult, train
 from afsl_bench.detectors.base import Detector
-from afsl_bench.run.describe import row
-from afsl_bench.run.evaluation import clean_fingerprint, evaluate
-from afsl_bench.run.plan import (
-    EVAL_ONLY,
-    SAMPLES,
-    DecisionRule,
-    build_attack,
-    build_defense,
-    build_detector,
-    build_settings,
-    decision_rule,
-    load_dataset,
-    surrogate_spec,
-)
-from afsl_bench.run.probes import ProbeSettings, probe_indices, run_checks, store_flags
-from afsl_bench.store.disk import STATUS_OK, RecordStore
-from afsl_bench.store.record import make_record
+from afsl_bench.runner.describe import row
+from afsl_bench.runner.evaluation import clean_fingerprint, score_split
+from afsl_bench.runner.plan import build_attack, load_dataset, surrogate_spec
+from afsl_bench.runner.probes import ProbeSettings, probe_indices, run_checks, store_flags
+from afsl_bench.runner.sources import Job, ModelSource, Trained, train_model
+from afsl_bench.store.disk import RecordStore
+from afsl_bench.store.record import Record, make_record
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +46,13 @@ class RunOptions:
     device: str = "auto"
     batch_size: int = 256
     force: bool = False
-    #: run the gradient-masking / sanity probes (afsl_bench/run/probes.py) and record their flags
+    #: run the gradient-masking / sanity probes (afsl_bench/runner/probes.py) and record their flags
     checks: bool = True
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     #: how the frozen model is prepared for the attacks and the training step run (afsl_bench/core/speed.py); the record notes it
     compile: Compile = Compile.AUTO
+    #: write the record and its table to the store (the API without ``results_dir`` only returns them)
+    write: bool = True
 
 
 @dataclass
@@ -77,7 +69,7 @@ class CellOutcome:
     """One cell's record (docs/records.md), whether it came from the store, and its per-sample table (None
     for a cached record: ``RecordStore.read_samples`` has it)."""
 
-    record: dict[str, Any]
+    record: Record
     cached: bool
     samples: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -87,43 +79,49 @@ class CellOutcome:
 
 
 def run_cell(
-    spec: CellSpec, options: RunOptions | None = None, progress: Progress | None = None
+    spec: CellSpec,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+    source: ModelSource | None = None,
 ) -> CellOutcome:
-    """Train or load the model, evaluate it clean and under attack, and write the record atomically."""
-    options, progress = options or RunOptions(), progress or Progress()
+    """The one cell pipeline: get the model from ``source`` (default: train the spec's detector + defense or
+    load its checkpoint), evaluate it clean and under the spec's attack, probe it for gradient masking, and
+    write the record atomically (``options.write``). ``afsl-bench run``, ``sweep``, ``afsl_bench.run`` and
+    ``afsl_bench.evaluate`` all come here."""
+    options, progress, source = options or RunOptions(), progress or Progress(), source or Trained()
     store = RecordStore(options.results_dir)
-    if not options.force and (done := store.finished(spec.cell_id)):
+    if source.cached and not options.force and (done := store.finished(spec.cell_id)):
         return CellOutcome(done, cached=True)
     device = resolve_device(options.device)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
     progress.on_stage("data")
-    train_bundle = load_dataset(spec.training.train_data)
-    eval_bundle = evaluation_set(spec, train_bundle)
+    home_c, home = source.data(spec)
+    eval_bundle = evaluation_set(spec, home_c, home)
     timings["data_s"] = time.perf_counter() - start
-    store.check_writable()  # before the training and the attack, not after them
+    if options.write:
+        store.check_writable()  # before the training and the attack, not after them
 
     progress.on_stage("train")
     resumed: list[int] = []
-    trained = _train(
-        spec.training, train_bundle, store, device, _watch_resume(progress, resumed), options.compile
-    )
-    timings["train_s"] = trained.seconds
-    rule = decision_rule(spec)
-    if rule is DecisionRule.MARGIN:
-        trained.model.threshold.zero_()  # the model's own rule; the checkpoint keeps its calibration
+    job = Job(store, device, _watch_resume(progress, resumed).on_train, options.compile, options.batch_size)
+    tic = time.perf_counter()
+    trained = source.model(spec, home, eval_bundle, job)
+    timings["train_s"], timings["model_s"] = trained.seconds, time.perf_counter() - tic
+    spec = source.identify(spec, trained.model)
 
     progress.on_stage("attack")
     used: list[str] = []  # the training ids of surrogates (transfer attacks), recorded
-    trainer = _surrogate_trainer(spec.training, train_bundle, store, device, progress, used, options.compile)
-    context = AttackContext(surrogate=trainer, seed=spec.training.seed, used=used)
-    attack = build_attack(spec.attack).prepare(context)
+    surrogates = _surrogate_trainer(source.surrogate_target(spec), home, job, progress, used)
+    attack = build_attack(spec.attack).prepare(
+        AttackContext(surrogate=surrogates, seed=spec.training.seed, used=used)
+    )
     tic = time.perf_counter()
     clean_key, fingerprint = _clean_key(spec), clean_fingerprint(trained.model, eval_bundle.test)
-    clean_scores = store.clean_scores(clean_key, fingerprint)  # shared by every attack on this model + set
+    clean_scores = store.clean_scores(clean_key, fingerprint) if source.cached else None
     fast = FrozenModel(trained.model.to(device).eval(), options.compile)
-    samples = evaluate(
+    samples = score_split(
         fast,
         attack,
         eval_bundle.test,
@@ -131,44 +129,47 @@ def run_cell(
         device=device,
         seed=spec.training.seed,
         on_batch=progress.on_eval,
-        clean_scores=clean_scores,
+        clean_scores=clean_scores,  # shared by every attack on this model + set
     )
-    if clean_scores is None:
+    if clean_scores is None and source.cached:
         store.write_clean_scores(clean_key, torch.tensor(samples["clean_score"].to_numpy()), fingerprint)
     timings["eval_s"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
+    flags: dict[str, Any] = {"checked": False}
     if options.checks:
         progress.on_stage("checks")
-        memo = store.probe_memo(content_hash([spec.training.train_id, spec.eval_data]))
+        memo = store.probe_memo(_clean_key(spec)) if source.cached else None
         flags = cell_checks(
             fast, attack, eval_bundle, samples, device, spec.training.seed, options, memo=memo
         )
-    else:
-        flags = {"checked": False}
     timings["checks_s"] = time.perf_counter() - tic
     timings["total_s"] = time.perf_counter() - start
 
     record = make_record(
-        spec, samples, trained, eval_bundle, device, timings, resumed[0] if resumed else None
+        spec,
+        samples,
+        trained,
+        eval_bundle,
+        device,
+        timings,
+        resumed_after_epoch=resumed[0] if resumed else None,
+        surrogates=used,
+        runtime=fast.runtime() | ({"training": trained.runtime} if trained.runtime else {}),
+        flags=flags,
     )
-    record["surrogates"] = context.used
-    record["runtime"] = fast.runtime() | {"training": trained.runtime}
-    record["decision"] = {"rule": rule.value, "threshold": float(trained.model.threshold)}
-    record["flags"] = flags | {"store": store_flags([*_related(store, spec), record])}
-    store.write(record, samples)
+    across = store_flags([*_related(store, spec), record]) if source.cached else []
+    record = record.replace(flags=record.flags | {"store": across})
+    if options.write:
+        store.write(record, samples)
     return CellOutcome(record, cached=False, samples=samples)
 
 
-def evaluation_set(spec: CellSpec, train_bundle: DataBundle) -> DataBundle:
-    """The evaluation data of a cell: the training data's bundle when the set is the same, and with
+def evaluation_set(spec: CellSpec, home_c: Component, home: DataBundle) -> DataBundle:
+    """The evaluation data of a cell: the model's own data set (``home``) when it is the same, and with
     ``eval.samples`` a fixed subset of its test split (``subset_test``)."""
-    samples = spec.eval_data.params.get(SAMPLES)
-    full = dataclasses.replace(
-        spec.eval_data, params={k: v for k, v in spec.eval_data.params.items() if k not in EVAL_ONLY}
-    )
-    bundle = train_bundle if full == spec.training.train_data else load_dataset(full)
-    return subset_test(bundle, samples)
+    bundle = home if spec.eval_data == home_c else load_dataset(spec.eval_data)
+    return subset_test(bundle, spec.evaluation.samples)
 
 
 def subset_test(bundle: DataBundle, samples: int | None) -> DataBundle:
@@ -200,12 +201,12 @@ def cell_checks(
     options: RunOptions,
     memo: MutableMapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The per-cell flags of ``afsl_bench/run/probes.py`` on a seeded probe of the evaluation split; the checks of
+    """The per-cell flags of ``afsl_bench/runner/probes.py`` on a seeded probe of the evaluation split; the checks of
     the model alone are shared through ``memo`` by the cells of one trained model and evaluation set."""
     rows = probe_indices(len(bundle.test), options.probe.samples, seed)
     batch = bundle.test.batch(rows).to(device)
     table = samples.iloc[rows.numpy()]
-    adv_correct = torch.tensor(((table["adv_score"] > 0).astype(int) == table["label"]).to_numpy())
+    adv_correct = torch.tensor((says_fake(table["adv_score"]).astype(int) == table["label"]).to_numpy())
     return {"checked": True} | run_checks(
         model, attack, batch.x, batch.y, adv_correct.to(device), options.probe, seed=seed, memo=memo
     )
@@ -217,20 +218,18 @@ def trained_model(training: TrainSpec, options: RunOptions | None = None) -> tup
     options = options or RunOptions()
     store, device = RecordStore(options.results_dir), resolve_device(options.device)
     bundle = load_dataset(training.train_data)
-    model = _train(training, bundle, store, device, Progress(), options.compile).model
-    return model.to(device).eval(), bundle
+    job = Job(store, device, Progress().on_train, options.compile, options.batch_size)
+    return train_model(training, bundle, job).model.to(device).eval(), bundle
 
 
-def _related(store: RecordStore, spec: CellSpec) -> list[dict[str, Any]]:
+def _related(store: RecordStore, spec: CellSpec) -> list[Record]:
     """Finished records of the same trained model on the same evaluation set (for cross-record flags), read
     through the store's by-training-id index rather than a scan of every record."""
     eval_json = spec.to_json()["eval_data"]
     return [
         r
         for r in store.by_train(spec.training.train_id)
-        if r.get("status") == STATUS_OK
-        and r["spec"]["eval_data"] == eval_json
-        and r["cell_id"] != spec.cell_id
+        if r.ok and r.spec["eval_data"] == eval_json and r.cell_id != spec.cell_id
     ]
 
 
@@ -250,48 +249,19 @@ def _watch_resume(progress: Progress, resumed: list[int]) -> Progress:
     return dataclasses.replace(progress, on_train=on_train)
 
 
-def _train(
-    training: TrainSpec,
-    bundle: DataBundle,
-    store: RecordStore,
-    device: torch.device,
-    progress: Progress,
-    compile: Compile = Compile.AUTO,
-) -> TrainResult:
-    torch.manual_seed(training.seed)  # the initial weights are part of what the seed fixes
-    return train(
-        build_detector(training.detector),
-        build_defense(training.defense),
-        bundle,
-        build_settings(training.train),
-        seed=training.seed,
-        checkpoint_dir=store.checkpoints,
-        train_id=training.train_id,
-        device=device,
-        on_progress=progress.on_train,
-        compile=compile,
-    )
-
-
 def _surrogate_trainer(
-    target: TrainSpec,
-    bundle: DataBundle,
-    store: RecordStore,
-    device: torch.device,
-    progress: Progress,
-    used: list[str],
-    compile: Compile = Compile.AUTO,
+    target: TrainSpec, bundle: DataBundle, job: Job, progress: Progress, used: list[str]
 ) -> Callable[[str, str, int | None, str | None], torch.nn.Module]:
     """For attacks that need a surrogate (transfer): train, or load from the cache, a detector + defense
-    with the target's training settings, on the target's training data unless another data set is named;
-    the target's own spec gives the target's checkpoint."""
+    with the target's training settings, on the target's training data (``bundle``) unless another data set
+    is named; the target's own spec gives the target's checkpoint."""
 
     def surrogate(detector: str, defense: str, seed: int | None, data: str | None) -> torch.nn.Module:
         spec = surrogate_spec(target, detector, defense, target.seed if seed is None else seed, data)
         progress.on_stage("surrogate")
         data_bundle = bundle if spec.train_data == target.train_data else load_dataset(spec.train_data)
-        model = _train(spec, data_bundle, store, device, progress, compile).model
+        model = train_model(spec, data_bundle, job).model
         used.append(spec.train_id)
-        return FrozenModel(model.to(device).eval(), compile)
+        return FrozenModel(model.to(job.device).eval(), job.compile)
 
     return surrogate

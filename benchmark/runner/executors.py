@@ -2,7 +2,7 @@
 tasks on a local Ray instance or a cluster (``RayExecutor``, ``afsl-bench sweep --executor ray``).
 
 An executor takes the planned cells and yields ``(cell, CellResult)`` as cells finish; ``run_sweep`` turns
-the results into its outcome and the failure records. Every cell runs ``afsl_bench.run.cell.run_cell``, which
+the results into its outcome and the failure records. Every cell runs ``afsl_bench.runner.cell.run_cell``, which
 writes the cell's record itself, so a Ray worker writes to ``options.results_dir`` directly: on a cluster
 that folder must be a shared filesystem (NFS) mounted at the same path on every node, and so must the
 checkpoint cache under it. A result crossing the wire is small: the cell id, whether it was cached, or the
@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.spec import CellSpec
-from afsl_bench.run.cell import RunOptions, run_cell
+from afsl_bench.runner.cell import RunOptions, run_cell
 
 #: seconds to wait for a TCP connection to a Ray address before calling it unreachable
 CONNECT_TIMEOUT_S = 3.0
