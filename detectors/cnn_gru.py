@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 
 import torch
 from torch import nn
 
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.registry import Buildable
 from afsl_bench.detectors.base import DETECTORS, Detector, Head, require_clips
 from afsl_bench.detectors.weights import WEIGHTS_HINT, Weights, build_with_weights
 
@@ -114,18 +116,30 @@ def frame_backbone(name: str, pretrained: bool) -> Detector:
 
 
 @DETECTORS.register("cnn-gru")
-def cnn_gru(
-    backbone: str = "tiny-cnn", temporal: Temporal = Temporal.GRU, hidden: int = 128,
-    head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False,
-) -> CnnGru:  # fmt: skip
+@dataclass(frozen=True)
+class CnnGruConfig(Buildable):
     """Recurrent-convolutional video detector (Sabir et al., CVPR-W 2019, https://arxiv.org/abs/1905.00582).
 
     A registered image detector ``backbone`` per frame, then a bidirectional GRU (``temporal=gru``, z of
     2 * ``hidden``) or temporal mean pooling (``mean``). ``pretrained``: the backbone's pretrained weights
     (needs internet); ``weights``: a local state_dict file of the whole video detector.
     """
-    if hidden < 1:
-        raise ValueError(f"hidden must be >= 1, got {hidden}")
-    return build_with_weights(
-        lambda: CnnGru(frame_backbone(backbone, pretrained), temporal, hidden, head, scale), weights
-    )
+
+    backbone: str = "tiny-cnn"
+    temporal: Temporal = Temporal.GRU
+    hidden: int = 128
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+    weights: Weights = None
+    pretrained: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+
+    def build(self) -> CnnGru:
+        def build() -> CnnGru:
+            backbone = frame_backbone(self.backbone, self.pretrained)
+            return CnnGru(backbone, self.temporal, self.hidden, self.head, self.scale)
+
+        return build_with_weights(build, self.weights)

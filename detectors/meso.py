@@ -12,9 +12,12 @@ paper's single sigmoid unit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from afsl_bench.core.registry import Buildable
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
 from afsl_bench.detectors.weights import Weights, build_with_weights
 
@@ -67,13 +70,22 @@ class Meso4(MesoNet):
 
 
 @DETECTORS.register("meso4")
-def meso4(
-    dropout: float = 0.5, head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None
-) -> Meso4:
+@dataclass(frozen=True)
+class Meso4Config(Buildable):
     """Meso-4 (Afchar et al., WIFS 2018, https://arxiv.org/abs/1809.00888): 28k-parameter deepfake CNN.
 
     ``weights``: a local state_dict file, or ``deepfakebench:PATH`` (DeepfakeBench's Meso4).
     """
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return build_with_weights(lambda: Meso4(dropout, head, scale), weights, "meso4", {"head": head})
+
+    dropout: float = 0.5
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+    weights: Weights = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def build(self) -> Meso4:
+        build = lambda: Meso4(self.dropout, self.head, self.scale)
+        return build_with_weights(build, self.weights, "meso4", {"head": self.head})

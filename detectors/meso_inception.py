@@ -14,12 +14,13 @@ and the feature z is the 16-unit hidden layer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import torch
 from torch import nn
 
-from afsl_bench.core.registry import OmitAtDefault
+from afsl_bench.core.registry import Buildable, OmitAtDefault
 from afsl_bench.detectors.base import DETECTORS, Head
 from afsl_bench.detectors.meso import MesoNet, meso_conv
 from afsl_bench.detectors.weights import Weights, build_with_weights
@@ -81,21 +82,25 @@ class MesoInception4(MesoNet):
 
 
 @DETECTORS.register("mesoinception4")
-def mesoinception4(
-    dropout: float = 0.5,
-    head: Head = Head.LINEAR,
-    scale: float = 64.0,
-    weights: Weights = None,
-    branch_relu: Annotated[bool, OmitAtDefault()] = True,
-) -> MesoInception4:
+@dataclass(frozen=True)
+class MesoInception4Config(Buildable):
     """MesoInception-4 (Afchar et al., WIFS 2018, https://arxiv.org/abs/1809.00888): 29k-parameter deepfake CNN.
 
     ``weights``: a local state_dict file, or ``deepfakebench:PATH`` (DeepfakeBench's MesoInception4, which
     has no ReLU inside its inception branches: set ``branch_relu=false`` with it).
     """
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    params = {"head": head, "branch_relu": branch_relu}
-    return build_with_weights(
-        lambda: MesoInception4(dropout, head, scale, branch_relu), weights, "mesoinception4", params
-    )
+
+    dropout: float = 0.5
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+    weights: Weights = None
+    branch_relu: Annotated[bool, OmitAtDefault()] = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def build(self) -> MesoInception4:
+        build = lambda: MesoInception4(self.dropout, self.head, self.scale, self.branch_relu)
+        params = {"head": self.head, "branch_relu": self.branch_relu}
+        return build_with_weights(build, self.weights, "mesoinception4", params)

@@ -12,12 +12,13 @@ output of the last stage (torchvision's ``fc`` removed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torchvision.models import WeightsEnum, video
 
+from afsl_bench.core.registry import Buildable
 from afsl_bench.detectors.base import DETECTORS, Detector, Head, require_clips
 from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained_download
 
@@ -59,24 +60,33 @@ class VideoResNet3D(Detector):
 
 
 @DETECTORS.register("r3d-18")
-def r3d_18(
-    head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False
-) -> VideoResNet3D:
+@dataclass(frozen=True)
+class R3D18Config(Buildable):
     """R3D-18 (Tran et al., CVPR 2018, https://arxiv.org/abs/1711.11248): 3D-CNN video detector, 112 px clips.
 
     ``weights``: a local state_dict file (the whole detector's or torchvision's backbone); ``pretrained``:
     torchvision's Kinetics-400 weights (needs internet).
     """
-    return build_with_weights(lambda: VideoResNet3D(ARCHS["r3d-18"], head, scale, pretrained), weights)
+
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+    weights: Weights = None
+    pretrained: bool = False
+    #: the torchvision architecture (``ARCHS``)
+    arch: ClassVar[str] = "r3d-18"
+
+    def build(self) -> VideoResNet3D:
+        build = lambda: VideoResNet3D(ARCHS[self.arch], self.head, self.scale, self.pretrained)
+        return build_with_weights(build, self.weights)
 
 
 @DETECTORS.register("r2plus1d-18")
-def r2plus1d_18(
-    head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False
-) -> VideoResNet3D:
+@dataclass(frozen=True)
+class R2Plus1D18Config(R3D18Config):
     """R(2+1)D-18 (Tran et al., CVPR 2018, https://arxiv.org/abs/1711.11248): factorised 3D CNN, 112 px clips.
 
     ``weights``: a local state_dict file (the whole detector's or torchvision's backbone); ``pretrained``:
     torchvision's Kinetics-400 weights (needs internet).
     """
-    return build_with_weights(lambda: VideoResNet3D(ARCHS["r2plus1d-18"], head, scale, pretrained), weights)
+
+    arch: ClassVar[str] = "r2plus1d-18"

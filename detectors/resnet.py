@@ -9,10 +9,13 @@ second and third stage halving the resolution, then global average pooling: dept
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from afsl_bench.core.registry import Buildable
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
 
 
@@ -56,10 +59,20 @@ class CifarResNet(Detector):
 
 
 @DETECTORS.register("resnet")
-def resnet(depth: int = 8, width: int = 16, head: Head = Head.LINEAR, scale: float = 64.0) -> CifarResNet:
+@dataclass(frozen=True)
+class ResNetConfig(Buildable):
     """CIFAR-style ResNet-(6n+2) (He et al., CVPR 2016, https://arxiv.org/abs/1512.03385), width-scalable."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth}")
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
-    return CifarResNet(depth, width, head, scale)
+
+    depth: int = 8
+    width: int = 16
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+
+    def __post_init__(self) -> None:
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {self.depth}")
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+
+    def build(self) -> CifarResNet:
+        return CifarResNet(self.depth, self.width, self.head, self.scale)

@@ -8,7 +8,7 @@ and the afsl-bench head (linear or cosine) reads it. Normalisation uses the mean
 The global pooling makes every backbone resolution-agnostic: ``input_size`` is the native resolution, but
 any input of about 32 px or more works (the runner feeds images at the data set's resolution).
 
-Each row of ``MODELS`` becomes a ``TimmDetector`` subclass and a registered factory with the parameters
+Each row of ``MODELS`` becomes a ``TimmDetector`` subclass and a registered config with the parameters
 ``head``, ``scale``, ``weights`` (a local state_dict file, the whole detector's or timm's backbone) and
 ``pretrained`` (timm's ImageNet weights, needs internet). The rows:
 
@@ -37,18 +37,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afsl_bench.core.registry import OmitAtDefault
+from afsl_bench.core.registry import Buildable, OmitAtDefault
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
 from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained_download
 
-#: the second paragraph of every factory's docstring
+#: the second paragraph of every config's docstring
 WEIGHTS_DOC = (
     "``weights``: a local state_dict file (the whole detector's or timm's backbone) or ``SOURCE:PATH`` (a\n"
     "published checkpoint, detectors/sources/); ``pretrained``: timm's ImageNet weights (needs internet)."
@@ -71,7 +71,7 @@ class TimmModel:
     title: str
     citation: str
     link: str
-    #: what the model is in this benchmark, or "" (the factory docstring's summary)
+    #: what the model is in this benchmark, or "" (the config docstring's summary)
     role: str
     #: backbone parameters in millions and the size of the feature z (documentation: the class docstring)
     million_params: float
@@ -79,7 +79,7 @@ class TimmModel:
 
     @property
     def summary(self) -> str:
-        """The factory docstring's first paragraph (``afsl-bench list detectors``)."""
+        """The config docstring's first paragraph (``afsl-bench list detectors``)."""
         role = f"{self.role}, " if self.role else ""
         return f"{self.title} ({self.citation}, {self.link}), {role}{self.input_size} px."
 
@@ -235,7 +235,7 @@ def deepfakebench_efficientnet(
 
 
 def register(model: TimmModel) -> type[TimmDetector]:
-    """The row's detector class and its registered factory; returns the class."""
+    """The row's detector class and its registered config (``TimmConfig``); returns the class."""
     cls = type(
         model.class_name,
         (TimmDetector,),
@@ -248,35 +248,54 @@ def register(model: TimmModel) -> type[TimmDetector]:
         },
     )
 
-    def factory(
-        head: Head = Head.LINEAR, scale: float = 64.0, weights: Weights = None, pretrained: bool = False
-    ) -> TimmDetector:
-        return build_with_weights(lambda: cls(head, scale, pretrained), weights, model.name, {"head": head})
-
-    def padded_factory(  # efficientnet-b4, the one row with a second padding scheme
-        head: Head = Head.LINEAR,
-        scale: float = 64.0,
-        weights: Weights = None,
-        pretrained: bool = False,
-        padding: Annotated[Padding, OmitAtDefault()] = Padding.PYTORCH,
-    ) -> TimmDetector:
-        if Padding(padding) is Padding.PYTORCH:
-            build = lambda: cls(head, scale, pretrained)
-        else:
-            build = lambda: deepfakebench_efficientnet(cls, head, scale, pretrained)
-        return build_with_weights(build, weights, model.name, {"head": head, "padding": Padding(padding)})
-
-    if model.name == "efficientnet-b4":
-        factory = padded_factory
-    factory.__name__ = factory.__qualname__ = model.name.replace("-", "_")
-    factory.__doc__ = f"{model.summary}\n\n{WEIGHTS_DOC}\n" + (
+    padded = model.name == "efficientnet-b4"  # the one row with a second padding scheme
+    doc = f"{model.summary}\n\n{WEIGHTS_DOC}\n" + (
         "``padding``: pytorch, or deepfakebench (DeepfakeBench's network, for its weights).\n"
-        if factory is padded_factory
+        if padded
         else ""
     )
-    factory.__annotations__["return"] = cls
-    DETECTORS.register(model.name)(factory)
+    attributes = {"__doc__": doc, "__module__": __name__, "__qualname__": f"{model.class_name}Config"}
+    config = type(f"{model.class_name}Config", (PaddedTimmConfig if padded else TimmConfig,), attributes)
+    config.row, config.detector = model, cls
+    DETECTORS.register(model.name)(dataclass(frozen=True)(config))
     return cls
+
+
+@dataclass(frozen=True)
+class TimmConfig(Buildable):
+    """The parameters of a timm detector; each row of ``MODELS`` registers a subclass (``register``)."""
+
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+    weights: Weights = None
+    pretrained: bool = False
+    #: the row of ``MODELS`` and its detector class, set per registered subclass
+    row: ClassVar[TimmModel]
+    detector: ClassVar[type[TimmDetector]]
+
+    def network(self) -> TimmDetector:
+        return self.detector(self.head, self.scale, self.pretrained)
+
+    def build(self) -> TimmDetector:
+        return build_with_weights(self.network, self.weights, self.row.name, self.layout_params())
+
+    def layout_params(self) -> dict[str, Any]:
+        return {"head": self.head}
+
+
+@dataclass(frozen=True)
+class PaddedTimmConfig(TimmConfig):
+    """A timm detector with a second padding scheme (efficientnet-b4: DeepfakeBench's network)."""
+
+    padding: Annotated[Padding, OmitAtDefault()] = Padding.PYTORCH
+
+    def network(self) -> TimmDetector:
+        if Padding(self.padding) is Padding.PYTORCH:
+            return super().network()
+        return deepfakebench_efficientnet(self.detector, self.head, self.scale, self.pretrained)
+
+    def layout_params(self) -> dict[str, Any]:
+        return {"head": self.head, "padding": Padding(self.padding)}
 
 
 # module attributes under their own names, so that the classes pickle by reference

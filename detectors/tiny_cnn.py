@@ -12,9 +12,12 @@ literature, not a competitor to them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from afsl_bench.core.registry import Buildable
 from afsl_bench.detectors.base import DETECTORS, Detector, Head
 
 
@@ -50,8 +53,18 @@ class TinyCNN(Detector):
 
 
 @DETECTORS.register("tiny-cnn")
-def tiny_cnn(width: int = 16, blocks: int = 4, head: Head = Head.LINEAR, scale: float = 64.0) -> TinyCNN:
+@dataclass(frozen=True)
+class TinyCNNConfig(Buildable):
     """Tiny CNN (conv-BN-ReLU blocks, VGG-style, https://arxiv.org/abs/1409.1556): the fast CPU default."""
-    if width < 1 or blocks < 1:
-        raise ValueError(f"width ({width}) and blocks ({blocks}) must be >= 1")
-    return TinyCNN(width, blocks, head, scale)
+
+    width: int = 16
+    blocks: int = 4
+    head: Head = Head.LINEAR
+    scale: float = 64.0
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.blocks < 1:
+            raise ValueError(f"width ({self.width}) and blocks ({self.blocks}) must be >= 1")
+
+    def build(self) -> TinyCNN:
+        return TinyCNN(self.width, self.blocks, self.head, self.scale)

@@ -74,7 +74,7 @@ def weights_file_digest(weights: str) -> str:
     return digest.hexdigest()[:16]
 
 
-#: the type of every detector factory's ``weights`` parameter (out of cell ids while None)
+#: the type of every detector config's ``weights`` parameter (out of cell ids while None)
 Weights = Annotated[str | None, OmitAtDefault(digest=weights_file_digest)]
 
 
@@ -153,7 +153,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
 def build_with_weights(
     build: Callable[[], M], weights: str | None, detector: str = "", params: Mapping[str, Any] | None = None
 ) -> M:
-    """Build the registered ``detector`` (with factory ``params``) and load a weights file into it: a plain
+    """Build the registered ``detector`` (with its config's ``params``) and load a weights file into it: a plain
     state dict by name, or ``SOURCE:path`` through that source's layout. The file and the source's needs
     are checked first, so a wrong path fails at once, before a model is built or a download starts."""
     if weights is None:

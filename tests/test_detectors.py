@@ -15,7 +15,7 @@ from afsl_bench.detectors.base import CosineHead, CosinePairHead, make_head
 
 def takes_clips(name: str) -> bool:
     """From the factory's return annotation, without building; video detectors: test_real_detectors.py."""
-    return getattr(typing.get_type_hints(DETECTORS.get(name)).get("return"), "takes_clips", False)
+    return getattr(typing.get_type_hints(DETECTORS.get(name).build).get("return"), "takes_clips", False)
 
 
 NAMES = [name for name in DETECTORS.names() if not takes_clips(name)]  # image detectors: [N, 3, H, W]

@@ -1,5 +1,6 @@
 """The generic registry: duplicates, unknown names, parameters, building, plugins."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -84,3 +85,33 @@ def test_broken_plugin_is_a_warning_not_a_crash(things: Registry, monkeypatch, c
     things._plugins_loaded = False
     assert things.names() == ["fast-thing", "made-thing"]
     assert "broken" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["attacks", "defenses", "detectors", "datasets"])
+def test_every_component_of_a_cell_is_a_frozen_config_dataclass(kind) -> None:
+    """One shape for every kind: the parameters are a frozen dataclass's fields; a detector or a data set is a
+    config whose ``build()`` makes the network or loads the data."""
+    from afsl_bench.attacks import ATTACKS
+    from afsl_bench.core.registry import Buildable
+    from afsl_bench.data import DATASETS
+    from afsl_bench.defenses import DEFENSES
+    from afsl_bench.detectors import DETECTORS
+
+    registry = {"attacks": ATTACKS, "defenses": DEFENSES, "detectors": DETECTORS, "datasets": DATASETS}[kind]
+    for name in registry.names():
+        component = registry.get(name)
+        assert dataclasses.is_dataclass(component) and component.__dataclass_params__.frozen, name
+        assert issubclass(component, Buildable) == (kind in ("detectors", "datasets")), name
+
+
+def test_a_bad_detector_or_data_value_is_refused_when_the_cell_is_planned() -> None:
+    """Planning builds each config, never the network or the data: a sweep refuses a bad value of any
+    component before anything runs (a detector's depth, a folder's fractions, a synthetic resolution)."""
+    from afsl_bench.runner.plan import plan_cell
+
+    for override, message in [("detector.depth=9", "depth must be 6n"),
+                              ("data.resolution=4", "resolution=4 is out of range")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            plan_cell("resnet", "none", "pgd", "synthetic", overrides=[override])
+    with pytest.raises(ConfigError, match="val_fraction and test_fraction"):
+        plan_cell("tiny-cnn", "none", "pgd", "folder", overrides=["data.val_fraction=0.9"])

@@ -1,8 +1,11 @@
 """One small generic registry (after torchvision's ``models/_api.py``), four instances next to their kinds.
 
-A registry maps a kebab-case name (the one the CLI accepts) to a component builder: a frozen dataclass
-(attacks, defenses) or a factory function (detectors, data sets). ``params_of`` reads the dataclass fields
-or the function signature, so CLI help and ``--set`` validation come from the code itself. Third-party
+A registry maps a kebab-case name (the one the CLI accepts) to a component: a frozen dataclass whose fields
+are its parameters, validated in ``__post_init__`` (every kind of a cell: attacks, defenses, detectors, data
+sets). An attack or a defense is its own product; a detector's or a data set's dataclass is a config
+(``Buildable``) whose ``build()`` makes the network or loads the data, so a cell's every parameter is checked
+when it is planned, before anything is built. ``params_of`` reads the fields (or, for the helper registries
+of ``prepare``, a function's signature), so CLI help and ``--set`` validation come from the code itself. Third-party
 plugins register through the entry-point group ``afsl_bench.<kind>``; a broken plugin is one warning.
 """
 
@@ -29,7 +32,7 @@ class OmitAtDefault:
     """Parameter metadata (``typing.Annotated[T, OmitAtDefault(...)]``): the parameter stays out of a spec,
     hence out of cell ids, while it holds its default. A parameter added to a component later thus keeps the
     id of every cell that does not use it (a detector's ``weights``: a model built without a file is the same
-    model whether or not its factory could take one). ``digest``, when given, is called with a set value
+    model whether or not its config could take one). ``digest``, when given, is called with a set value
     and its result stored as ``<name>_sha256``: what a file holds, not only where it is."""
 
     digest: Callable[[Any], str] | None = None
@@ -44,6 +47,14 @@ def omitted_at_default(builder: Callable[..., Any]) -> dict[str, OmitAtDefault]:
         for mark in getattr(hint, "__metadata__", ())
         if isinstance(mark, OmitAtDefault)
     }
+
+
+class Buildable:
+    """A component config whose product is another object (a detector's network, a data set's splits):
+    ``Registry.config`` validates the config alone, ``Registry.build`` also makes the product."""
+
+    def build(self) -> Any:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,15 @@ class Registry(Generic[T]):
         return params_of_builder(self.get(name))
 
     def build(self, name: str, /, **params: Any) -> Any:
-        """Build a component; unknown parameter names raise a ConfigError listing the valid ones.
+        """The component ``name`` with ``params``: its config (``config``), and for a ``Buildable`` config the
+        product (``build()``: a detector's network, a data set's splits)."""
+        config = self.config(name, **params)
+        if not isinstance(config, Buildable):
+            return config
+        return self._user_error(name, config.build)
+
+    def config(self, name: str, /, **params: Any) -> Any:
+        """The component's validated config; unknown parameter names raise a ConfigError listing the valid ones.
 
         Only the parameters given are passed (the CLI passes only what the user set), so a component's own
         defaults apply otherwise; an explicit ``None`` is kept (e.g. ``--set data.jpeg_quality=none``).
@@ -126,8 +145,12 @@ class Registry(Generic[T]):
                     f"{self.kind} '{name}' has no parameter '{key}'.{did_you_mean(key, list(valid))} "
                     f"Valid: {', '.join(valid) or '(none)'}"
                 )
+        return self._user_error(name, lambda: self.get(name)(**params))
+
+    def _user_error(self, name: str, make: Callable[[], Any]) -> Any:
+        """``make()``, its ValueError or TypeError (a bad value) said as a ConfigError naming the component."""
         try:
-            return self.get(name)(**params)
+            return make()
         except ConfigError:
             raise
         except (ValueError, TypeError) as err:

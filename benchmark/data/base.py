@@ -1,4 +1,5 @@
-"""The data-set registry. A factory returns a ``DataBundle`` of uint8 splits (see ``afsl_bench.core.types``)."""
+"""The data-set registry: each entry is a frozen config dataclass whose ``build()`` returns a ``DataBundle`` of
+uint8 splits (see ``afsl_bench.core.types``)."""
 
 from afsl_bench.core.registry import Registry
 

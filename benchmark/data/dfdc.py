@@ -7,20 +7,21 @@ and its original are never in two splits. Prepare the raw videos first: ``afsl-b
 
 from __future__ import annotations
 
-from afsl_bench.core.types import DataBundle
+from dataclasses import dataclass
+from typing import ClassVar
+
 from afsl_bench.data.base import DATASETS
-from afsl_bench.data.prepared import NoFace, load_prepared, store_content_id
+from afsl_bench.data.prepared import PreparedSet
 from afsl_bench.prepare.dfdc import LAYOUT
 
 
 @DATASETS.register("dfdc")
-def dfdc(prepared: str = "", no_face: NoFace = NoFace.DROP, clip_frames: int = 0) -> DataBundle:
+@dataclass(frozen=True)
+class DFDC(PreparedSet):
     """DFDC (Dolhansky et al. 2020, https://arxiv.org/abs/2006.07397), training parts split by source video.
 
     prepared: the store (default $AFSL_DATA/dfdc, else data/prepared/dfdc); no_face: drop or keep frames
     without a detected face; clip_frames: 0 for frames, T >= 2 for clips.
     """
-    return load_prepared("dfdc", prepared, LAYOUT, no_face=no_face, clip_frames=clip_frames)
 
-
-dfdc.content_id = store_content_id("dfdc")  # the store's contents enter every cell id that reads it
+    layout: ClassVar[str] = LAYOUT

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.core.registry import Buildable
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.data.base import DATASETS
 
@@ -103,28 +105,40 @@ def seeded_split(
 
 
 @DATASETS.register("folder")
-def folder(
-    root: str = "", resolution: int = 64, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
-) -> DataBundle:
+@dataclass(frozen=True)
+class Folder(Buildable):
     """A user's own images: real/ and fake/ folders, split by a seed or by the user's train/val/test folders."""
-    base = Path(root).expanduser()
-    if not root or not base.is_dir():
-        raise DataNotFoundError(
-            f"data.root '{root}' is not a folder: the folder data set expects {LAYOUT}; "
-            "pass it with --set data.root=PATH"
-        )
-    if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ConfigError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
-    if all((base / s).is_dir() for s in SPLITS):
-        parts = {s: labelled_files(base / s) for s in SPLITS}
-    else:
-        parts = seeded_split(labelled_files(base), val_fraction, test_fraction, seed)
-    for name, files in parts.items():
-        if not files:
-            raise DataNotFoundError(f"no images for the {name} split under {base}: expected {LAYOUT}")
-    splits = {name: make_split(files, base, resolution) for name, files in parts.items()}
-    info = {"root": str(base), "resolution": resolution, "counts": {k: len(v) for k, v in splits.items()}}
-    return DataBundle("folder", splits["train"], splits["val"], splits["test"], info)
 
+    root: str = ""
+    resolution: int = 64
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
 
-folder.content_id = content_id  # the folder's contents enter every cell id that uses it
+    def __post_init__(self) -> None:
+        fractions = (self.val_fraction, self.test_fraction)
+        if not 0 <= fractions[0] < 1 or not 0 < fractions[1] < 1 or sum(fractions) >= 1:
+            raise ConfigError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+
+    def content_id(self) -> str | None:
+        """The folder's contents enter every cell id that uses it (``content_id``)."""
+        return content_id(self.root)
+
+    def build(self) -> DataBundle:
+        base = Path(self.root).expanduser()
+        if not self.root or not base.is_dir():
+            raise DataNotFoundError(
+                f"data.root '{self.root}' is not a folder: the folder data set expects {LAYOUT}; "
+                "pass it with --set data.root=PATH"
+            )
+        if all((base / s).is_dir() for s in SPLITS):
+            parts = {s: labelled_files(base / s) for s in SPLITS}
+        else:
+            parts = seeded_split(labelled_files(base), self.val_fraction, self.test_fraction, self.seed)
+        for name, files in parts.items():
+            if not files:
+                raise DataNotFoundError(f"no images for the {name} split under {base}: expected {LAYOUT}")
+        splits = {name: make_split(files, base, self.resolution) for name, files in parts.items()}
+        counts = {k: len(v) for k, v in splits.items()}
+        info = {"root": str(base), "resolution": self.resolution, "counts": counts}
+        return DataBundle("folder", splits["train"], splits["val"], splits["test"], info)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from afsl_bench.core.errors import ConfigError, DataNotFoundError
+from afsl_bench.core.registry import Buildable
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.data.shards import ShardedImages
 
@@ -63,22 +65,43 @@ def read_store(name: str, path: Path, layout: str) -> tuple[dict, pd.DataFrame]:
     return config, pd.read_parquet(path / MANIFEST)
 
 
-def store_content_id(name: str):
-    """``content_id`` of a prepared data set ``name`` (``afsl_bench.runner.plan.component_of``): a digest of the
-    store's ``store.json`` and manifest, which list every shard and sample it holds (small files: hashed in
-    full). Two stores of different contents get different cell ids even under the same ``prepared=`` or
-    ``$AFSL_DATA``; None when there is no store (loading then says how to prepare one)."""
+def store_content_id(name: str, prepared: str = "") -> str | None:
+    """What the prepared store of data set ``name`` holds, for cell ids (``afsl_bench.runner.plan.component_of``):
+    a digest of the store's ``store.json`` and manifest, which list every shard and sample it holds (small
+    files: hashed in full). Two stores of different contents get different cell ids even under the same
+    ``prepared=`` or ``$AFSL_DATA``; None when there is no store (loading then says how to prepare one)."""
+    path = store_path(name, prepared)
+    if not (path / MANIFEST).is_file() or not (path / CONFIG).is_file():
+        return None
+    digest = hashlib.sha256()
+    for part in (CONFIG, MANIFEST):
+        digest.update((path / part).read_bytes())
+    return digest.hexdigest()[:16]
 
-    def content_id(prepared: str = "", **_: Any) -> str | None:
-        path = store_path(name, prepared)
-        if not (path / MANIFEST).is_file() or not (path / CONFIG).is_file():
-            return None
-        digest = hashlib.sha256()
-        for part in (CONFIG, MANIFEST):
-            digest.update((path / part).read_bytes())
-        return digest.hexdigest()[:16]
 
-    return content_id
+@dataclass(frozen=True)
+class PreparedSet(Buildable):
+    """The parameters every prepared real data set shares; a registered subclass names its raw layout and
+    what its store must have been prepared with."""
+
+    prepared: str = ""
+    no_face: NoFace = NoFace.DROP
+    clip_frames: int = 0
+    #: the raw download's layout, named in the error when no store is found
+    layout: ClassVar[str]
+
+    def content_id(self) -> str | None:
+        """The store's contents enter every cell id that reads it (``store_content_id``)."""
+        return store_content_id(self.registered_name, self.prepared)
+
+    def load(self, **options: Any) -> DataBundle:
+        return load_prepared(
+            self.registered_name, self.prepared, self.layout, no_face=self.no_face, clip_frames=self.clip_frames,
+            **options,
+        )  # fmt: skip
+
+    def build(self) -> DataBundle:
+        return self.load()
 
 
 def check_layout(path: Path, config: dict, expect: dict[str, Any]) -> None:

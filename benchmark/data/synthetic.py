@@ -13,7 +13,7 @@ their amplitudes are what they are, and the robust ceiling they give: ``docs/dat
 Celeb-DF (cleaner blends, weaker cues, a different method mix, other identities): train on the first, test
 on the second for a cross-data-set score. Results of a call are cached per process: treat the returned
 tensors as read-only. Data version 1 (fakes and reals from different views, one planted checkerboard as the
-only robust cue) was replaced by version 2 (docs/changelog.md); the factories' ``version`` puts the data
+only robust cue) was replaced by version 2 (docs/changelog.md); the configs' ``version`` puts the data
 version in every cell spec, so records of the two are never mixed.
 """
 
@@ -31,13 +31,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 from torchvision.io import decode_jpeg, encode_jpeg
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.core.registry import did_you_mean
+from afsl_bench.core.registry import Buildable, did_you_mean
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.data.base import DATASETS
 from afsl_bench.data.synthetic_cues import (
@@ -272,6 +273,7 @@ def generate_pairs(cfg: SyntheticConfig) -> Pairs:
     t = cfg.frames
     if cfg.clip_frames:
         scene = animate(scene, t, g)
+
     def chunk(k: int, start: int) -> tuple[Tensor, Tensor, Tensor]:  # chunks are independent: own stream
         views = torch.arange(start, min(start + cfg.chunk, len(identity)))
         gk = torch.Generator().manual_seed(base + k + 1)
@@ -340,15 +342,8 @@ def generate(cfg: SyntheticConfig) -> DataBundle:
 
 
 @DATASETS.register("synthetic")
-def synthetic(
-    n_identities: int = 100,
-    images_per_identity: int = 30,
-    resolution: int = 64,
-    methods: tuple[str, ...] = FFPP_METHODS,
-    jpeg_quality: int | None = None,
-    clip_frames: int = 0,
-    seed: int = 0,
-) -> DataBundle:
+@dataclass(frozen=True)
+class SyntheticSet(Buildable):
     """Embedded synthetic faces with FaceForensics++-like forgeries: no download, deterministic by seed.
 
     Mirrors FaceForensics++ (Rossler et al., ICCV 2019, https://arxiv.org/abs/1901.08971): each view of an
@@ -360,19 +355,33 @@ def synthetic(
     faceswap, face2face, neuraltextures, gan-upsample, sbi; jpeg_quality: 1-100, None for no compression;
     clip_frames: 0 for images [N,3,H,W], T >= 2 for clips [N,T,3,H,W] (cost grows with T); seed: all draws.
     """
-    return generate(_check("synthetic", FFPP_STYLE, FFPP_CUES, locals()))
+
+    n_identities: int = 100
+    images_per_identity: int = 30
+    resolution: int = 64
+    methods: tuple[str, ...] = FFPP_METHODS
+    jpeg_quality: int | None = None
+    clip_frames: int = 0
+    seed: int = 0
+    #: the data version, in every cell spec: records of two versions never mix
+    version: ClassVar[int] = DATA_VERSION
+    style: ClassVar[Style] = FFPP_STYLE
+    cues: ClassVar[Cues] = FFPP_CUES
+
+    def __post_init__(self) -> None:
+        self.generator_config()  # every range checked when the cell is planned, not when it runs
+
+    def generator_config(self) -> SyntheticConfig:
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _check(self.registered_name, self.style, self.cues, params)
+
+    def build(self) -> DataBundle:
+        return generate(self.generator_config())
 
 
 @DATASETS.register("synthetic-hq")
-def synthetic_hq(
-    n_identities: int = 100,
-    images_per_identity: int = 30,
-    resolution: int = 64,
-    methods: tuple[str, ...] = HQ_METHODS,
-    jpeg_quality: int | None = None,
-    clip_frames: int = 0,
-    seed: int = 0,
-) -> DataBundle:
+@dataclass(frozen=True)
+class SyntheticHQSet(SyntheticSet):
     """Embedded synthetic faces with cleaner forgeries: the unseen cross-data-set target for ``synthetic``.
 
     Mirrors Celeb-DF (Li et al., CVPR 2020, https://arxiv.org/abs/1909.12962) against FF++: softer blend
@@ -380,7 +389,7 @@ def synthetic_hq(
     2 x 8/255 where they change the face, ``synthetic_cues.HQ_CUES``), other identities and a different
     method mix. Parameters as for ``synthetic``.
     """
-    return generate(_check("synthetic-hq", HQ_STYLE, HQ_CUES, locals()))
 
-
-synthetic.version = synthetic_hq.version = DATA_VERSION  # in every cell spec (afsl_bench.runner.plan)
+    methods: tuple[str, ...] = HQ_METHODS
+    style: ClassVar[Style] = HQ_STYLE
+    cues: ClassVar[Cues] = HQ_CUES

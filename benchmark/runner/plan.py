@@ -83,27 +83,23 @@ def _training(
 
 
 def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Component:
-    """A component with its complete parameters from typed values (defaults filled in); a dataclass is built,
-    so its ``__post_init__`` validates the values."""
-    builder = registry.get(name)
-    if dataclasses.is_dataclass(builder):
-        instance = registry.build(name, **params)
-        full = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}
-        return Component(name, to_jsonable(full), getattr(instance, "version", registry.version))
-    valid = registry.params_of(name)
-    if any(k not in valid for k in params):
-        registry.build(
-            name, **params
-        )  # raises the registry's "did you mean" error for the first unknown name
-    full = {key: params.get(key, p.default) for key, p in valid.items()}
-    for key, mark in omitted_at_default(builder).items():
-        if full[key] == valid[key].default:
+    """A component with its complete parameters from typed values (defaults filled in): its config is made,
+    so ``__post_init__`` validates every value now, and nothing is built (no network, no data loaded).
+
+    A parameter marked ``OmitAtDefault`` stays out while it holds its default (with its file's digest beside
+    it when set), and a data set whose contents can change under one name adds what it holds (``content_id``:
+    a user's folder, a prepared store), so changed data never reuses an old record."""
+    config = registry.config(name, **params)
+    defaults = registry.params_of(name)
+    full = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    for key, mark in omitted_at_default(type(config)).items():
+        if full[key] == defaults[key].default:
             del full[key]
         elif mark.digest is not None:
             full[f"{key}_sha256"] = mark.digest(full[key])
-    if (content := getattr(builder, "content_id", None)) and (digest := content(**full)) is not None:
-        full[CONTENT] = digest  # what a user's data holds, not only where it is (no stale reuse)
-    return Component(name, to_jsonable(full), getattr(builder, "version", registry.version))
+    if (content := getattr(config, "content_id", None)) and (digest := content()) is not None:
+        full[CONTENT] = digest
+    return Component(name, to_jsonable(full), getattr(config, "version", registry.version))
 
 
 def check_surrogates(attack: Attack) -> None:
