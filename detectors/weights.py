@@ -53,7 +53,8 @@ def split_source(weights: str) -> tuple[Source | None, Path]:
     whole text is no existing file is a ConfigError listing the sources."""
     prefixed = SOURCE_PREFIX.fullmatch(weights)
     if prefixed and prefixed.group(1) in SOURCES:
-        return SOURCES[prefixed.group(1)], Path(prefixed.group(2)).expanduser()
+        source = SOURCES[prefixed.group(1)]
+        return source, source.resolve(Path(prefixed.group(2)).expanduser())
     if prefixed and not Path(weights).expanduser().exists():
         raise ConfigError(
             f"detector weights '{weights}': unknown source '{prefixed.group(1)}'; sources: "
@@ -91,7 +92,10 @@ def read_state_dict(path: str | Path, source: Source | None = None) -> dict[str,
     """The tensors of a local weights file, read with ``weights_only=True``; bad files are ConfigErrors."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"detector weights file not found: {file} (give an existing file: {WEIGHTS_HINT})")
+        builtin = f"; built in: {', '.join(f'{source.name}:{n}' for n in source.builtin)}" if source and source.builtin else ""
+        raise ConfigError(f"detector weights file not found: {file} (give an existing file: {WEIGHTS_HINT}{builtin})")
+    if source is not None and source.reader is not None:
+        return source.reader(file)
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:

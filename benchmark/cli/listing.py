@@ -53,7 +53,16 @@ def live(kind: str) -> dict[str, Any]:
         }
         for name in registry.names()
     ]
-    return {"kind": registry.kind, "components": components}
+    listed = {"kind": registry.kind, "components": components}
+    if kind == "detectors":
+        from afsl_bench.detectors.sources import SOURCES
+
+        listed["weights"] = [
+            {"source": name, "detectors": [layout.detector for layout in source.layouts],
+             "builtin": list(source.builtin), "citation": source.citation}
+            for name, source in sorted(SOURCES.items())
+        ]  # fmt: skip
+    return listed
 
 
 def code_digest() -> str:

@@ -73,6 +73,18 @@ def components_table(entry: dict[str, Any], params: bool) -> Table:
     return table
 
 
+def weights_table(entry: dict[str, Any]) -> Table:
+    """The published weights the detectors load by source (``--set detector.weights=SOURCE:PATH``): which
+    detectors, the files built in (``SOURCE:NAME``, no download), where they come from."""
+    table = Table(title="published weights (--set detector.weights=SOURCE:FILE)")
+    for column in ("source", "detectors", "built in", "from"):
+        table.add_column(column)
+    for row in entry["weights"]:
+        built_in = ", ".join(f"{row['source']}:{name}" for name in row["builtin"]) or "-"
+        table.add_row(row["source"], ", ".join(row["detectors"]), built_in, row["citation"])
+    return table
+
+
 # --- run ----------------------------------------------------------------------------------------------------
 
 

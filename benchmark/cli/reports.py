@@ -32,6 +32,8 @@ def list_components(
         raise ConfigError(f"unknown kind '{typed}'; choose one of {', '.join(listing.KINDS)}")
     entry = listing.entry(kind)
     out.print(render.settings_table(entry) if kind == "train" else render.components_table(entry, params))
+    if entry.get("weights"):
+        out.print(render.weights_table(entry))
 
 
 def plot(

@@ -12,8 +12,9 @@ ConfigError listing every such key, so a checkpoint never half-loads.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -124,6 +125,14 @@ class Source:
     #: package names of the source's own classes when it ships pickled whole models (FaceForensics++'s
     #: ``network.``): ``afsl-bench convert-weights`` turns those into state dicts (sources/pickled.py)
     pickled_namespaces: tuple[str, ...] = ()
+    #: how the source's files are read, when they are not torch files (MesoNet's Keras HDF5): path -> tensors
+    reader: Callable[[Path], dict[str, Any]] | None = None
+    #: the source's files that ship with afsl-bench, by the short name ``SOURCE:NAME`` takes
+    builtin: Mapping[str, Path] = field(default_factory=dict)
+
+    def resolve(self, path: Path) -> Path:
+        """``SOURCE:NAME`` of a built-in file -> that file; any other text is a path."""
+        return self.builtin.get(str(path), path)
 
     def layout(self, detector: str) -> Layout:
         for layout in self.layouts:
