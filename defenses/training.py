@@ -83,8 +83,11 @@ class TrainSettings:
     robust_val_eps: float = 8 / 255
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(
+                f"epochs ({self.epochs}) must be >= 0 (0: evaluate the detector's weights as they are) and "
+                f"batch_size ({self.batch_size}) >= 1"
+            )
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("lr must be > 0, weight_decay and warmup_epochs >= 0")
         if self.robust_val_samples < 0 or self.robust_val_steps < 1 or not 0 < self.robust_val_eps <= 1:

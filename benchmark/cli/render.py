@@ -151,9 +151,12 @@ def flags_line(record: Record) -> str | None:
 def caption(record: Record, cached: bool) -> str:
     """Samples, where the model came from, the time taken and the cell id."""
     t = record.timings or {}
+    training = record.training or {}
     if cached:
         how = "cached record"
-    elif (record.training or {}).get("cached"):
+    elif training.get("epochs") == 0:
+        how = f"weights {training['weights']['given']} evaluated as published, not trained"
+    elif training.get("cached"):
         how = "checkpoint from cache"
     else:
         how = f"trained in {t['train_s']:.0f}s"
@@ -161,8 +164,9 @@ def caption(record: Record, cached: bool) -> str:
     capped = (
         f" (eval.samples={requested}: the whole test split)" if requested and requested > record.n_samples else ""
     )
+    classes = f": {record.n_reals} real, {record.n_fakes} fake" if record.n_reals is not None else ""
     return (
-        f"{record.n_samples} test samples{capped} ({record.n_attacked} attacked); {how}; "
+        f"{record.n_samples} test samples{classes}{capped} ({record.n_attacked} attacked); {how}; "
         f"attack + eval {t['eval_s']:.0f}s; cell {record.cell_id}"
     )
 

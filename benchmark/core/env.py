@@ -39,7 +39,8 @@ def git_sha() -> str | None:
     """The commit of the afsl-bench checkout, when running from one."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -163,7 +163,7 @@ class Registry(Generic[T]):
         for ep in entry_points(group=f"afsl_bench.{self.kind}s"):
             try:
                 ep.load()  # importing the module registers its components
-            except Exception as err:  # a broken plugin must never break the built-ins
+            except Exception as err:  # noqa: BLE001  (a broken plugin must never break the built-ins)
                 log.warning("afsl-bench plugin %s (%s) failed to load: %s", ep.name, ep.value, err)
 
 

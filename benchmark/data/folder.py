@@ -116,9 +116,12 @@ class Folder(Buildable):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        fractions = (self.val_fraction, self.test_fraction)
-        if not 0 <= fractions[0] < 1 or not 0 < fractions[1] < 1 or sum(fractions) >= 1:
-            raise ConfigError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+        val, test = self.val_fraction, self.test_fraction
+        if not 0 <= val < 1 or not 0 < test <= 1 or val + test > 1:
+            raise ConfigError(
+                "val_fraction must be in [0, 1), test_fraction in (0, 1], and their sum at most 1 (1: no "
+                "training split, for evaluating published weights with train.epochs=0)"
+            )
 
     def content_id(self) -> str | None:
         """The folder's contents enter every cell id that uses it (``content_id``)."""
@@ -135,8 +138,9 @@ class Folder(Buildable):
             parts = {s: labelled_files(base / s) for s in SPLITS}
         else:
             parts = seeded_split(labelled_files(base), self.val_fraction, self.test_fraction, self.seed)
+        shares = {"train": 1 - self.val_fraction - self.test_fraction, "val": self.val_fraction, "test": 1}
         for name, files in parts.items():
-            if not files:
+            if not files and shares[name] > 1e-9:
                 raise DataNotFoundError(f"no images for the {name} split under {base}: expected {LAYOUT}")
         splits = {name: make_split(files, base, self.resolution) for name, files in parts.items()}
         counts = {k: len(v) for k, v in splits.items()}

@@ -31,7 +31,7 @@ from afsl_bench.runner.describe import row
 from afsl_bench.runner.evaluation import clean_fingerprint, score_split
 from afsl_bench.runner.plan import build_attack, load_dataset, surrogate_spec
 from afsl_bench.runner.probes import ProbeSettings, probe_indices, run_checks, store_flags
-from afsl_bench.runner.sources import Job, ModelSource, Trained, train_model
+from afsl_bench.runner.sources import Job, ModelSource, source_for, train_model, weights_origin
 from afsl_bench.store.disk import RecordStore
 from afsl_bench.store.record import Record, make_record
 
@@ -85,10 +85,10 @@ def run_cell(
     source: ModelSource | None = None,
 ) -> CellOutcome:
     """The one cell pipeline: get the model from ``source`` (default: train the spec's detector + defense or
-    load its checkpoint), evaluate it clean and under the spec's attack, probe it for gradient masking, and
+    load its checkpoint; with ``train.epochs=0`` its weights as they are), evaluate it clean and under the spec's attack, probe it for gradient masking, and
     write the record atomically (``options.write``). ``afsl-bench run``, ``sweep``, ``afsl_bench.run`` and
     ``afsl_bench.evaluate`` all come here."""
-    options, progress, source = options or RunOptions(), progress or Progress(), source or Trained()
+    options, progress, source = options or RunOptions(), progress or Progress(), source or source_for(spec)
     store = RecordStore(options.results_dir)
     if source.cached and not options.force and (done := store.finished(spec.cell_id)):
         return CellOutcome(done, cached=True)
@@ -157,6 +157,7 @@ def run_cell(
         surrogates=used,
         runtime=fast.runtime() | ({"training": trained.runtime} if trained.runtime else {}),
         flags=flags,
+        weights=weights_origin(spec),
     )
     across = store_flags([*_related(store, spec), record]) if source.cached else []
     record = record.replace(flags=record.flags | {"store": across})

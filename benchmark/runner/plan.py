@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from afsl_bench.attacks import ATTACKS, Attack
-from afsl_bench.core.decision import parse_decision_rule
+from afsl_bench.core.decision import DecisionRule, parse_decision_rule
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.params import coerce, split_overrides, typed_params
 from afsl_bench.core.registry import Registry, omitted_at_default, params_of_builder
@@ -28,6 +28,8 @@ from afsl_bench.detectors.base import Detector
 #: the prefixes ``--set`` accepts: ``data`` is the training set, ``eval`` the evaluation set
 KINDS = ("detector", "defense", "attack", "data", "eval", "train")
 
+#: the validation share an evaluation-only folder keeps under ``eval.threshold=eer`` (the folder's default)
+FOLDER_VAL_SHARE = 0.2
 #: the parameters that say where a data set lies; an evaluation set other than the training set keeps its own
 LOCATION = ("prepared", "root")
 #: a data set's content digest in its component (``content_id`` of ``folder`` and the prepared stores)
@@ -45,6 +47,12 @@ def plan_cell(
 ) -> CellSpec:
     """Validate names and overrides and build the content-addressed spec (no training, no data)."""
     raw = split_overrides(overrides or [], list(KINDS))
+    if _settings_component(raw["train"]).params.get("epochs") == 0:
+        size = published_resolution(detector, raw["detector"].get("weights"))
+        rule_text = raw["eval"].get(THRESHOLD)
+        raw["data"] = evaluation_only_data(dataset, raw["data"], rule_text, size)
+        if eval_dataset is not None:
+            raw["eval"] = evaluation_only_data(eval_dataset, raw["eval"], rule_text, size)
     training = _training(detector, defense, dataset, raw, seed)
     attack_c = _component(ATTACKS, "attack", attack, raw["attack"])
     check_surrogates(build_attack(attack_c))
@@ -78,8 +86,55 @@ def _training(
     defense_c = _component(DEFENSES, "defense", defense, raw["defense"])
     detector_c = _component(DETECTORS, "detector", detector, _with_head(raw["detector"], defense))
     train_c = _settings_component(raw["train"])
+    if evaluation_only(train_c):
+        check_evaluation_only(detector_c, defense_c)
     data_c = _component(DATASETS, "data", dataset, raw["data"])
     return TrainSpec(detector_c, defense_c, data_c, train_c, seed)
+
+
+def evaluation_only(train: Component) -> bool:
+    """``train.epochs=0``: the detector's weights are evaluated as they are, nothing is trained."""
+    return train.params.get("epochs") == 0
+
+
+def check_evaluation_only(detector: Component, defense: Component) -> None:
+    """Evaluating without training needs weights to evaluate and no defense (a defense is a training loss)."""
+    if "weights" not in detector.params:
+        raise ConfigError(
+            f"train.epochs=0 evaluates the detector's weights as they are, and {detector.name} has none set (a "
+            f"random network has nothing to evaluate): --set detector.weights=FILE (afsl-bench list detectors "
+            "shows the published ones, e.g. mesonet:Meso4_DF), or train it (train.epochs >= 1)"
+        )
+    if defense.name != "none":
+        raise ConfigError(
+            f"train.epochs=0 evaluates the weights as they are, but --defense {defense.name} trains: use "
+            f"--defense none, or fine-tune the weights with it (train.epochs >= 1 starts from them)"
+        )
+
+
+def published_resolution(detector: str, weights: str | None) -> int | None:
+    """The input size a published checkpoint was trained at (its source's layout: MesoNet 256 px), or None."""
+    from afsl_bench.detectors.weights import split_source
+
+    source, _ = split_source(weights) if weights else (None, None)
+    if source is None:
+        return None
+    return source.layout(detector).input_size
+
+
+def evaluation_only_data(
+    dataset: str, raw_data: dict[str, str], rule_text: str | None, size: int | None
+) -> dict[str, str]:
+    """The data of an evaluation-only cell, where the user left them unset: a published checkpoint's own
+    input size (a data set with a ``resolution``), and a ``folder`` scored whole (no training split is
+    needed; with ``eval.threshold=eer`` it keeps the default validation share to fix the threshold on)."""
+    if size is not None and "resolution" in DATASETS.params_of(dataset) and "resolution" not in raw_data:
+        raw_data = raw_data | {"resolution": str(size)}
+    if dataset != "folder" or {"val_fraction", "test_fraction"} & set(raw_data):
+        return raw_data
+    if parse_decision_rule(rule_text) is DecisionRule.EER:
+        return raw_data | {"test_fraction": str(1 - FOLDER_VAL_SHARE), "val_fraction": str(FOLDER_VAL_SHARE)}
+    return raw_data | {"test_fraction": "1.0", "val_fraction": "0.0"}
 
 
 def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Component:

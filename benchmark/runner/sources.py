@@ -3,6 +3,7 @@ one pipeline for every way of getting a model.
 
 - ``Trained``: the detector + defense of the cell's training spec, trained now or loaded from the checkpoint
   cache (``afsl-bench run``, ``sweep``, ``afsl_bench.run``).
+- ``Published``: the spec's detector with its weights file, evaluated as it is (``train.epochs=0``).
 - ``Given``: a user's ``nn.Module`` as it is, trained elsewhere (``afsl_bench.evaluate``).
 
 A source loads the data its model needs, hands over the model ready to attack (its threshold set by the
@@ -28,8 +29,15 @@ from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.defenses.training import TrainResult, TrainSettings, train
 from afsl_bench.defenses.validation import calibrate
 from afsl_bench.detectors.base import Detector, fold_threshold
+from afsl_bench.detectors.weights import split_source
 from afsl_bench.runner.evaluation import weights_digest
-from afsl_bench.runner.plan import build_defense, build_detector, build_settings, load_dataset
+from afsl_bench.runner.plan import (
+    build_defense,
+    build_detector,
+    build_settings,
+    evaluation_only,
+    load_dataset,
+)
 from afsl_bench.store.disk import RecordStore
 
 
@@ -87,6 +95,57 @@ class Trained:
 
     def identify(self, spec: CellSpec, model: nn.Module) -> CellSpec:
         return spec
+
+
+@dataclass(frozen=True)
+class Published:
+    """The spec's detector with its weights file (``detector.weights``: a published checkpoint, or a model
+    trained elsewhere), evaluated as it is: ``train.epochs=0``, nothing trained. Its threshold is 0 under
+    ``margin`` (the published model's own rule, P(fake) > 0.5) and the EER point of its clean scores on the
+    data set's validation split under ``eer``. The weights file's SHA-256 is in the spec, so the store's
+    caches may stand for it."""
+
+    cached: bool = True
+
+    def data(self, spec: CellSpec) -> tuple[Component, DataBundle]:
+        return spec.training.train_data, load_dataset(spec.training.train_data)
+
+    def model(self, spec: CellSpec, home: DataBundle, evaluation: DataBundle, job: Job) -> TrainResult:
+        model = build_detector(spec.training.detector).to(job.device).eval()
+        if spec.evaluation.threshold is DecisionRule.EER:
+            metrics = calibrate_on(model, home.val, job)
+        else:
+            metrics = {"threshold": 0.0}
+        return TrainResult(model, False, [], 0, metrics, 0.0)
+
+    def surrogate_target(self, spec: CellSpec) -> TrainSpec:
+        """A transfer attack's surrogate is trained (with the default settings) on the same data."""
+        settings = Component("train", to_jsonable(dataclasses.asdict(TrainSettings())))
+        return dataclasses.replace(spec.training, train=settings)
+
+    def identify(self, spec: CellSpec, model: nn.Module) -> CellSpec:
+        return spec
+
+
+def weights_origin(spec: CellSpec) -> dict[str, Any] | None:
+    """The weights file a cell's detector loaded (``detector.weights``): its source (None for a plain state
+    dict), the file it resolved to (a built-in one's path in the package) and its SHA-256; None without."""
+    weights = spec.training.detector.params.get("weights")
+    if weights is None:
+        return None
+    source, path = split_source(str(weights))
+    return {
+        "source": source.name if source else None,
+        "given": str(weights),
+        "file": str(path),
+        "sha256": spec.training.detector.params.get("weights_sha256"),
+    }
+
+
+def source_for(spec: CellSpec) -> ModelSource:
+    """Where a planned cell's model comes from: its weights as they are with ``train.epochs=0``, else
+    trained (or loaded from the checkpoint cache)."""
+    return Published() if evaluation_only(spec.training.train) else Trained()
 
 
 @dataclass(frozen=True)

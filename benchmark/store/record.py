@@ -44,6 +44,8 @@ class Record:
     not_learned: dict[str, Any] | None = None
     per_method: dict[str, dict[str, float]] | None = None
     n_samples: int | None = None
+    n_reals: int | None = None
+    n_fakes: int | None = None
     n_attacked: int | None = None
     n_videos: int | None = None
     perturbation: dict[str, Any] | None = None
@@ -148,11 +150,13 @@ def make_record(
     surrogates: list[str] | None = None,
     runtime: dict[str, Any] | None = None,
     flags: dict[str, Any] | None = None,
+    weights: dict[str, Any] | None = None,
 ) -> Record:
     """The standard record of one cell (schema in docs/records.md), complete: ``trained`` is the
     ``TrainResult`` the model came with (its threshold is the one the metrics used), ``surrogates`` the
     training ids of a transfer attack's surrogates, ``runtime`` how the frozen model and the training step
-    ran, ``flags`` the probes' flags."""
+    ran, ``flags`` the probes' flags, ``weights`` where the detector's weights file came from (``source``,
+    ``file``, ``sha256``; None when it was built from scratch)."""
     metrics = summarise(samples)
     rule = spec.evaluation.threshold
     return Record.from_json({
@@ -165,12 +169,16 @@ def make_record(
         "not_learned": learning(metrics),
         "per_method": per_method(samples),
         "n_samples": len(samples),
+        "n_reals": int((samples["label"] == 0).sum()),
+        "n_fakes": int((samples["label"] == 1).sum()),
         "n_attacked": int(samples["attacked"].sum()),
         "n_videos": int(samples["video_id"].nunique()),
         "perturbation": perturbation(samples),
         "after_round_trip": after_round_trip(samples),
         "attack_info": attack_info(samples),
         "training": {
+            "epochs": spec.training.train.params.get("epochs"),
+            "weights": weights,
             "cached": bool(trained.cached),
             "best_epoch": trained.best_epoch,
             "history": to_jsonable(trained.history),  # per epoch: losses, val accuracies, seconds

@@ -28,6 +28,7 @@ the outputs.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def _last_conv_channels(state: dict[str, torch.Tensor]) -> int:
 def _channels_first(weight: torch.Tensor, channels: int) -> torch.Tensor:
     """A dense layer's weight [out, H*W*C] reading a channels-last flatten -> one reading torch's C*H*W."""
     out, features = weight.shape
-    side = int(round((features // channels) ** 0.5))
+    side = math.isqrt(features // channels)
     return weight.view(out, side, side, channels).permute(0, 3, 1, 2).reshape(out, features)
 
 
