@@ -85,6 +85,39 @@ def weights_table(entry: dict[str, Any]) -> Table:
     return table
 
 
+def predictions_table(table: Any) -> Table:
+    """``predict``'s rows: input (and frame), P(fake) and the decision; under an attack also the adversarial
+    P(fake) and decision, the change's L-inf (in /255) and SSIM."""
+    attacked = "adv_p_fake" in table
+    out = Table(title="P(fake)" + (" clean and under attack" if attacked else ""))
+    out.add_column("input")
+    for name in ["frame", "P(fake)", "says", *(["P(fake) attacked", "says", "L-inf", "SSIM"] if attacked else [])]:
+        out.add_column(name, justify="right")
+    for row in table.itertuples():
+        cells = [Path(row.input).name, "" if _missing(row.frame) else str(row.frame),
+                 f"{row.p_fake:.4f}", "fake" if row.fake else "real"]  # fmt: skip
+        if attacked:
+            cells += [f"{row.adv_p_fake:.4f}", "fake" if row.adv_fake else "real", f"{255 * row.linf:.1f}/255",
+                      f"{row.ssim:.4f}"]  # fmt: skip
+        out.add_row(*cells)
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is getattr(__import__("pandas"), "NA") or value != value
+
+
+def video_means_table(videos: Any) -> Table:
+    """One row per video: its frames' mean P(fake), clean (and under the attack)."""
+    out = Table(title="videos: mean P(fake) over the frames")
+    for name in ("video", "frames", "P(fake)", *(["P(fake) attacked"] if "adv_p_fake" in videos else [])):
+        out.add_column(name, justify="left" if name == "video" else "right")
+    for row in videos.itertuples():
+        cells = [Path(row.input).name, str(row.frames), f"{row.p_fake:.4f}"]
+        out.add_row(*cells, *([f"{row.adv_p_fake:.4f}"] if "adv_p_fake" in videos else []))
+    return out
+
+
 # --- run ----------------------------------------------------------------------------------------------------
 
 
