@@ -104,7 +104,10 @@ def predictions_table(table: Any) -> Table:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or value is getattr(__import__("pandas"), "NA") or value != value
+    """No frame number: None, pandas' NA or NaN (a still image)."""
+    import pandas as pd
+
+    return bool(pd.isna(value))
 
 
 def video_means_table(videos: Any) -> Table:
