@@ -39,20 +39,20 @@ def test_a_folder_of_crops_gets_the_published_models_probabilities() -> None:
 
 def test_an_attack_flips_each_decision_within_its_budget_and_saves_what_it_scored(tmp_path) -> None:
     out = tmp_path / "adv"
-    table = rows(predict(str(SAMPLES / "df" / "df00204.jpg"), str(SAMPLES / "real"), *MESO4_DF, "--attack", "pgd",
+    table = rows(predict(str(SAMPLES / "fake" / "df00204.jpg"), str(SAMPLES / "real"), *MESO4_DF, "--attack", "pgd",
                          "--set", "attack.eps=4/255", "--save-adv", str(out), "--json"))  # fmt: skip
     assert len(table) == 3
     for row in table:
         assert row["linf"] <= 4 / 255 + 1e-6 and 0 < row["ssim"] < 1
         assert row["adv_fake"] != row["fake"], "PGD at 4/255 flips every decision of the published Meso4_DF"
     adv = np.asarray(Image.open(out / "df00204_adv.png"), dtype=np.float32)
-    original = np.asarray(Image.open(SAMPLES / "df" / "df00204.jpg").convert("RGB").resize((256, 256)), np.float32)
+    original = np.asarray(Image.open(SAMPLES / "fake" / "df00204.jpg").convert("RGB").resize((256, 256)), np.float32)
     assert np.abs(adv - original).max() <= 4, "the saved PNG is the scored image: inside the budget on 8 bits"
     assert Image.open(out / "df00204_side_by_side.png").size == (3 * 256, 256)
 
 
 def test_a_video_gets_a_score_per_frame_and_their_mean(tmp_path) -> None:
-    crop = np.asarray(Image.open(SAMPLES / "df" / "df00204.jpg").convert("RGB").resize((128, 128)))
+    crop = np.asarray(Image.open(SAMPLES / "fake" / "df00204.jpg").convert("RGB").resize((128, 128)))
     video = write_mp4(tmp_path / "clip.mp4", np.stack([crop] * 6))
     result = predict(str(video), *MESO4_DF, "--frames", "4")
     assert result.exit_code == 0, result.output

@@ -23,7 +23,7 @@ def crops(tmp_path_factory):
     """The authors' four sample crops as a user's folder: real/ and fake/."""
     root = tmp_path_factory.mktemp("crops")
     shutil.copytree(BUILTIN_DIR / "samples" / "real", root / "real")
-    shutil.copytree(BUILTIN_DIR / "samples" / "df", root / "fake")
+    shutil.copytree(BUILTIN_DIR / "samples" / "fake", root / "fake")
     return root
 
 

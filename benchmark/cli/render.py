@@ -88,14 +88,15 @@ def weights_table(entry: dict[str, Any]) -> Table:
 def predictions_table(table: Any) -> Table:
     """``predict``'s rows: input (and frame), P(fake) and the decision; under an attack also the adversarial
     P(fake) and decision, the change's L-inf (in /255) and SSIM."""
-    attacked = "adv_p_fake" in table
+    attacked, videos = "adv_p_fake" in table, bool(table["frame"].notna().any())
     out = Table(title="P(fake)" + (" clean and under attack" if attacked else ""))
     out.add_column("input")
-    for name in ["frame", "P(fake)", "says", *(["P(fake) attacked", "says", "L-inf", "SSIM"] if attacked else [])]:
+    names = [*(["frame"] if videos else []), "P(fake)", "says"]
+    for name in [*names, *(["P(fake) attacked", "says", "L-inf", "SSIM"] if attacked else [])]:
         out.add_column(name, justify="right")
     for row in table.itertuples():
-        cells = [Path(row.input).name, "" if _missing(row.frame) else str(row.frame),
-                 f"{row.p_fake:.4f}", "fake" if row.fake else "real"]  # fmt: skip
+        frame = ["" if _missing(row.frame) else str(row.frame)] if videos else []
+        cells = [Path(row.input).name, *frame, f"{row.p_fake:.4f}", "fake" if row.fake else "real"]
         if attacked:
             cells += [f"{row.adv_p_fake:.4f}", "fake" if row.adv_fake else "real", f"{255 * row.linf:.1f}/255",
                       f"{row.ssim:.4f}"]  # fmt: skip
