@@ -153,3 +153,13 @@ def test_a_file_that_is_not_mesonet_is_refused_in_one_line(tmp_path) -> None:
         DETECTORS.build("meso4", weights="mesonet:MesoInception_DF")
     with pytest.raises(ConfigError, match="needs detector.head=linear"):
         DETECTORS.build("meso4", weights="mesonet:Meso4_DF", head="cosine")
+
+
+def test_an_hdf5_file_that_is_not_a_keras_mesonet_says_so(tmp_path) -> None:
+    import h5py
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as file:
+        file.create_dataset("weights", data=np.zeros(3))
+    with pytest.raises(ConfigError, match="hold no Keras layer list"):
+        DETECTORS.build("meso4", weights=f"mesonet:{other}")
