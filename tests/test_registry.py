@@ -113,5 +113,5 @@ def test_a_bad_detector_or_data_value_is_refused_when_the_cell_is_planned() -> N
                               ("data.resolution=4", "resolution=4 is out of range")]:  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             plan_cell("resnet", "none", "pgd", "synthetic", overrides=[override])
-    with pytest.raises(ConfigError, match="val_fraction and test_fraction"):
+    with pytest.raises(ConfigError, match="val_fraction must be in"):
         plan_cell("tiny-cnn", "none", "pgd", "folder", overrides=["data.val_fraction=0.9"])
