@@ -1,7 +1,9 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the plugin that fails a skipped reference test in CI (``_require_references``)."""
 
 import pytest
 import torch
+
+pytest_plugins = ["_require_references", "pytester"]
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,4 @@ def listing_cache_in_a_temporary_folder(tmp_path_factory):
         del os.environ["AFSL_BENCH_CACHE"]
     else:
         os.environ["AFSL_BENCH_CACHE"] = before
+

@@ -240,7 +240,7 @@ def gate_table(result: Any, suite: Path, baseline: Path, tolerance: float) -> Ta
         table.add_column(column, overflow="fold")
     for cell, rows in itertools.groupby(result.rows, key=lambda r: r["cell"]):
         rows = list(rows)
-        change = "; ".join(_change(r) for r in rows if r["metric"] != "-")
+        change = "; ".join(_change(r) for r in rows if r["metric"] not in ("-", "flags"))
         problems = [f"{r['metric']} {r['why']}" for r in rows if not r["ok"]]
         notes = [r["why"] for r in rows if r["ok"] and r["why"]]
         word = ("FAIL", "bold red") if problems else ("ok", "green")

@@ -1,5 +1,12 @@
-"""The CI regression gate: run (or read) a small deterministic suite and compare its metrics with a
-committed baseline; a drop beyond the tolerance fails, naming the cell and the metric.
+"""The CI regression gate: run a small deterministic suite and compare its metrics with a committed
+baseline; a change beyond the tolerance fails, naming the cell and the metric, in either direction.
+
+A drop is a regression of the model or the data; a rise is as bad for a benchmark: robust accuracy going up
+means the attack may have become weaker, which makes every defense look better. Either is accepted only by
+rewriting the baseline deliberately (``--update``). The suite is evaluated afresh every time (the CLI runs
+it in a new temporary store unless given one, and recomputes every cell of a store it is given), so a code
+change is always measured, never read back from a record the old code wrote; the gradient-masking probes
+run too, and a flag the baseline's cell did not raise fails.
 
 ``results/baseline.json``::
 
@@ -15,6 +22,7 @@ refuses to write a baseline with one: its robust numbers are noise, and a gate o
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,26 @@ class GateResult:
         return [r for r in self.rows if not r["ok"]]
 
 
+def check_tolerance(value: Any, where: str) -> float:
+    """A tolerance is a finite number >= 0 (NaN would pass every comparison, a negative one fail all)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: the tolerance must be a finite number >= 0 (e.g. 0.02), got {value!r}")
+    return float(value)
+
+
+def check_baseline_values(baseline: dict[str, Any], path: Path) -> None:
+    """Every metric of every baseline cell is a number in [0, 1]: a NaN or a string would compare as
+    'within tolerance' or crash mid-gate."""
+    for cell_id, values in baseline["cells"].items():
+        for metric in baseline.get("metrics", list(METRICS)):
+            value = values.get(metric) if isinstance(values, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(
+                    f"baseline '{path}': cell {cell_id} has {metric}={value!r}, not a fraction in [0, 1]; "
+                    "restore the committed file or rewrite it with: afsl-bench gate --update"
+                )
+
+
 def read_baseline(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -50,19 +78,26 @@ def read_baseline(path: Path | str) -> dict[str, Any]:
     for key in ("suite", "cells"):
         if key not in baseline:
             raise ConfigError(f"baseline '{path}' has no '{key}'; rewrite it with: afsl-bench gate --update")
+    if "tolerance" in baseline:
+        check_tolerance(baseline["tolerance"], f"baseline '{path}'")
+    check_baseline_values(baseline, path)
     return baseline
 
 
 def current_metrics(suite: Suite, options: RunOptions) -> dict[str, dict[str, Any]]:
-    """Run the suite's unfinished cells, then read every cell's metrics from the store."""
+    """Run every cell of the suite (``options.force``: also those the store holds), then read each cell's
+    metrics and raised flags from the store."""
     outcome = run_sweep(suite, options)
     if outcome.failed:
         raise ConfigError(f"{len(outcome.failed)} cell(s) of {suite.path} failed; see their records")
     store = RecordStore(options.results_dir)
-    return {
-        cell.cell_id: {"what": describe(cell), **store.finished(cell.cell_id).metrics}
-        for cell in suite.cells
-    }
+    current = {}
+    for cell in suite.cells:
+        record = store.finished(cell.cell_id)
+        flags = record.flags or {}
+        raised = sorted({*flags.get("raised", []), *(f["flag"] for f in flags.get("store", []))})
+        current[cell.cell_id] = {"what": describe(cell), **record.metrics, "flags": raised}
+    return current
 
 
 def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolerance: float) -> GateResult:
@@ -79,12 +114,13 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolera
                 )
                 continue
             row |= {"what": got["what"], "current": got[metric]}
-            drop = expected[metric] - got[metric]
             if (flag := learning(got))["raised"]:
                 why = f"did not learn: clean AUC {flag['clean_auc']:.3f} < {flag['threshold']}"
             else:
-                why = f"dropped by {drop:.4f} > {tolerance}" if drop > tolerance else ""
+                why = change(metric, got[metric] - expected[metric], tolerance)
             result.rows.append(row | {"ok": not why, "why": why})
+        if got is not None:
+            result.rows.append(flags_row(cell_id, expected, got))
     for cell_id in sorted(set(current) - set(baseline["cells"])):
         result.rows.append(
             {
@@ -98,6 +134,35 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]], tolera
             }
         )
     return result
+
+
+def change(metric: str, delta: float, tolerance: float) -> str:
+    """Why a metric's change fails the gate ('' when within the tolerance): a drop, or a rise, which for
+    robust accuracy most often means a weaker attack."""
+    if not math.isfinite(delta):
+        return f"is not a number now ({delta})"
+    if delta < -tolerance:
+        return f"dropped by {-delta:.4f} > {tolerance}"
+    if delta > tolerance:
+        cause = "the attack may have become weaker" if metric.startswith("robust") else "the model changed"
+        return (
+            f"rose by {delta:.4f} > {tolerance}: {cause}; if the defense really improved, update the baseline "
+            "deliberately (afsl-bench gate --update)"
+        )
+    return ""
+
+
+def flags_row(cell_id: str, expected: dict[str, Any], got: dict[str, Any]) -> dict[str, Any]:
+    """The gradient-masking flags of a cell: a flag the baseline's cell did not raise fails (its robust
+    numbers may be optimistic); a baseline written before flags were recorded is only told."""
+    row = {"cell": cell_id, "what": got["what"], "metric": "flags", "baseline": None, "current": None}
+    known = expected.get("flags")
+    if known is None:
+        shown = ", ".join(got["flags"]) or "none"
+        return row | {"ok": True, "why": f"raised: {shown} (the baseline records no flags: --update to record them)"}
+    new = sorted(set(got["flags"]) - set(known))
+    why = f"newly raised: {', '.join(new)}; the robust numbers may be optimistic (docs/checks.md)" if new else ""
+    return row | {"ok": not new, "why": why}
 
 
 def write_baseline(
@@ -116,10 +181,10 @@ def write_baseline(
         )
     baseline = {
         "suite": str(suite.path),
-        "tolerance": tolerance,
+        "tolerance": check_tolerance(tolerance, "--tolerance"),
         "metrics": list(METRICS),
         "cells": {
-            cell_id: {"what": values["what"], **{m: values[m] for m in METRICS}}
+            cell_id: {"what": values["what"], **{m: values[m] for m in METRICS}, "flags": values["flags"]}
             for cell_id, values in sorted(current.items())
         },
     }
