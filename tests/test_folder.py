@@ -46,3 +46,52 @@ def test_missing_root_names_the_layout_and_the_fix(tmp_path) -> None:
     (tmp_path / "real").mkdir()
     with pytest.raises(DataNotFoundError, match="no images for the"):
         DATASETS.build("folder", root=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("mode", "make"),
+    [
+        ("I;16", lambda: Image.fromarray(np.full((40, 40), 30000, np.uint16))),
+        ("P", lambda: Image.new("RGB", (40, 40), (200, 40, 40)).convert("P")),
+        ("RGBA", lambda: Image.new("RGBA", (40, 40), (200, 40, 40, 128))),
+        ("CMYK", lambda: Image.new("RGB", (40, 40), (200, 40, 40)).convert("CMYK")),
+    ],
+)
+def test_images_of_any_pil_mode_load_as_8_bit_rgb(tmp_path, mode, make) -> None:
+    from afsl_bench.data.folder import load_image
+
+    image = make()
+    assert image.mode == mode
+    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    image.save(path)
+    pixels = load_image(path, 16)
+    assert pixels.dtype == np.uint8 and pixels.shape == (3, 16, 16)
+    if mode == "I;16":
+        assert abs(int(pixels.mean()) - round(30000 / 65535 * 255)) <= 1, "16-bit grey scaled, not clipped to white"
+    else:
+        assert pixels[0].mean() > pixels[2].mean() + 100, "the red image stays red"
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_a_split_with_one_class_is_refused_before_any_work(tmp_path, split) -> None:
+    """20 reals and 2 fakes in the user's own train/val/test folders, the fakes all in one split: the cell
+    names the split, its counts and the fix, and writes nothing."""
+    from afsl_bench.core.errors import ConfigError
+    from afsl_bench.runner.cell import RunOptions, run_cell
+    from afsl_bench.runner.plan import plan_cell
+
+    root = tmp_path / "faces"
+    for name in ("train", "val", "test"):
+        for label in ("real", "fake"):
+            (root / name / label).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("train", "val", "test"):
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), np.uint8)).save(root / name / "real" / f"{i}.png")
+        if name != split:
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), np.uint8)).save(root / name / "fake" / "0.png")
+    spec = plan_cell("tiny-cnn", "none", "fgsm", "folder", overrides=[f"data.root={root}", "data.resolution=16",
+                                                                      "train.epochs=1"])  # fmt: skip
+    with pytest.raises(ConfigError, match=f"the {split} split of folder .* holds 6 real and 0 fake images"):
+        run_cell(spec, RunOptions(results_dir=tmp_path / "results", device="cpu"))
+    assert not (tmp_path / "results" / "records").exists()

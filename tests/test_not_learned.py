@@ -28,9 +28,9 @@ def test_the_flag_is_raised_below_the_threshold(auc, raised):
     assert learning({"clean_auc": auc}) == {"raised": raised, "clean_auc": auc, "threshold": NOT_LEARNED_AUC}
 
 
-def test_an_undefined_auc_raises_nothing():
-    """A test split of one class has no AUC: nothing to judge, nothing raised."""
-    assert learning({"clean_auc": math.nan}) == {"raised": False, "clean_auc": None, "threshold": 0.6}
+def test_an_undefined_auc_is_raised():
+    """A test split of one class has no AUC: nothing shows that the detector learned, so it is raised."""
+    assert learning({"clean_auc": math.nan}) == {"raised": True, "clean_auc": None, "threshold": 0.6}
 
 
 def noise(path, rng, n, size=16):
@@ -99,7 +99,8 @@ def test_the_gate_fails_a_cell_that_did_not_learn_and_refuses_such_a_baseline(tm
         "metrics": ["robust_acc"],
     }
     current = {"c0": {"what": "x", "robust_acc": 0.4, "clean_acc": 0.5, "clean_auc": 0.52}}
-    (row,) = compare(baseline, current, 0.02).rows
+    row, flags = compare(baseline, current, 0.02).rows
+    assert flags["metric"] == "flags" and flags["ok"], "the baseline records no flags: only told"
     assert not row["ok"] and row["why"] == "did not learn: clean AUC 0.520 < 0.6"
     with pytest.raises(
         ConfigError, match=r"refusing to write a baseline on 1 cell.*x \(c0\): clean AUC 0.520"

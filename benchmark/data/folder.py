@@ -35,11 +35,28 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def as_rgb(image: Image.Image, path: Path) -> Image.Image:
+    """An image of any PIL mode as 8-bit RGB: 16-bit and 32-bit grey are scaled to 8 bits (``convert`` would
+    clip them to nearly white), palette, RGBA (alpha dropped), CMYK, YCbCr and grey converted; a mode with no
+    known range (float images) is refused by name."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
+        grey = np.clip(np.round(values / top * 255), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode == "F":
+        raise ConfigError(f"image {path} holds floating-point pixels (mode F) of unknown range: save it as 8- or "
+                          "16-bit PNG or JPEG")  # fmt: skip
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA").convert("RGB")
+    return image.convert("RGB")
+
+
 def load_image(path: Path, resolution: int) -> np.ndarray:
-    """uint8 [3, r, r]: RGB, centre-cropped to a square, resized with a bilinear filter."""
+    """uint8 [3, r, r]: RGB (``as_rgb``), centre-cropped to a square, resized with a bilinear filter."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = as_rgb(image, path)
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side)).resize(

@@ -158,10 +158,17 @@ def flags_row(cell_id: str, expected: dict[str, Any], got: dict[str, Any]) -> di
     row = {"cell": cell_id, "what": got["what"], "metric": "flags", "baseline": None, "current": None}
     known = expected.get("flags")
     if known is None:
-        shown = ", ".join(got["flags"]) or "none"
-        return row | {"ok": True, "why": f"raised: {shown} (the baseline records no flags: --update to record them)"}
-    new = sorted(set(got["flags"]) - set(known))
-    why = f"newly raised: {', '.join(new)}; the robust numbers may be optimistic (docs/checks.md)" if new else ""
+        shown = ", ".join(got.get("flags", [])) or "none"
+        return row | {
+            "ok": True,
+            "why": f"raised: {shown} (the baseline records no flags: --update to record them)",
+        }
+    new = sorted(set(got.get("flags", [])) - set(known))
+    why = (
+        f"newly raised: {', '.join(new)}; the robust numbers may be optimistic (docs/checks.md)"
+        if new
+        else ""
+    )
     return row | {"ok": not new, "why": why}
 
 
@@ -184,7 +191,11 @@ def write_baseline(
         "tolerance": check_tolerance(tolerance, "--tolerance"),
         "metrics": list(METRICS),
         "cells": {
-            cell_id: {"what": values["what"], **{m: values[m] for m in METRICS}, "flags": values["flags"]}
+            cell_id: {
+                "what": values["what"],
+                **{m: values[m] for m in METRICS},
+                "flags": values.get("flags", []),
+            }
             for cell_id, values in sorted(current.items())
         },
     }

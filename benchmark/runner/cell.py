@@ -21,8 +21,9 @@ import torch
 
 from afsl_bench.attacks import Attack
 from afsl_bench.attacks.base import AttackContext
-from afsl_bench.core.decision import says_fake
+from afsl_bench.core.decision import DecisionRule, says_fake
 from afsl_bench.core.env import resolve_device
+from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.spec import CellSpec, Component, TrainSpec, content_hash
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import DataBundle
@@ -31,7 +32,7 @@ from afsl_bench.runner.describe import row
 from afsl_bench.runner.evaluation import clean_fingerprint, score_split
 from afsl_bench.runner.plan import build_attack, load_dataset, surrogate_spec
 from afsl_bench.runner.probes import ProbeSettings, probe_indices, run_checks, store_flags
-from afsl_bench.runner.sources import Job, ModelSource, source_for, train_model, weights_origin
+from afsl_bench.runner.sources import Job, ModelSource, Trained, source_for, train_model, weights_origin
 from afsl_bench.store.disk import RecordStore
 from afsl_bench.store.record import Record, make_record
 
@@ -99,6 +100,12 @@ def run_cell(
     progress.on_stage("data")
     home_c, home = source.data(spec)
     eval_bundle = evaluation_set(spec, home_c, home)
+    check_classes(eval_bundle, "test", "the metrics (AUC, EER, per-class accuracy) need both")
+    if isinstance(source, Trained):
+        check_classes(home, "train", "a detector cannot learn a boundary from one class")
+        check_classes(home, "val", "the threshold and the kept model are chosen on both")
+    elif spec.evaluation.threshold is DecisionRule.EER:
+        check_classes(home, "val", "the EER threshold is fixed between both")
     timings["data_s"] = time.perf_counter() - start
     if options.write:
         store.check_writable()  # before the training and the attack, not after them
@@ -164,6 +171,25 @@ def run_cell(
     if options.write:
         store.write(record, samples)
     return CellOutcome(record, cached=False, samples=samples)
+
+
+def check_classes(bundle: DataBundle, split: str, why: str) -> None:
+    """A split of one class is refused before any work, naming the split, its counts and the fix."""
+    labels = getattr(bundle, split).labels
+    fakes = int(labels.sum())
+    reals = len(labels) - fakes
+    if reals and fakes:
+        return
+    where = bundle.info.get("root", bundle.name)
+    fix = (
+        "add images of the missing class, or change data.val_fraction / data.test_fraction"
+        if bundle.name == "folder"
+        else "use more samples (data.*) or another split"
+    )
+    raise ConfigError(
+        f"the {split} split of {bundle.name} ({where}) holds {reals} real and {fakes} fake images: {why} "
+        f"classes; {fix}"
+    )
 
 
 def evaluation_set(spec: CellSpec, home_c: Component, home: DataBundle) -> DataBundle:

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from afsl_bench.attacks import Attack
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.spec import Component
-from afsl_bench.data.folder import IMAGE_SUFFIXES
+from afsl_bench.data.folder import IMAGE_SUFFIXES, as_rgb
 from afsl_bench.detectors.base import Detector
 from afsl_bench.detectors.weights import load_state, read_state_dict
 from afsl_bench.prepare.faces import FACE_DETECTORS, largest
@@ -91,7 +91,7 @@ def load_items(paths: Sequence[Path], size: int, face_detector: str | None, fram
 def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(as_rgb(image, path))
     except (UnidentifiedImageError, OSError) as err:
         raise ConfigError(f"cannot read image {path} ({err}): give an image file (JPEG, PNG, ...)") from None
 

@@ -123,11 +123,12 @@ NOT_LEARNED_AUC = 0.6
 
 def learning(metrics: dict[str, Any]) -> dict[str, Any]:
     """The ``not_learned`` flag of a cell from its metrics: raised when the clean AUC is below
-    ``NOT_LEARNED_AUC`` (not when the AUC is undefined: a test split of one class)."""
+    ``NOT_LEARNED_AUC``, or undefined (NaN: a split of one class, which the runner refuses before any work,
+    so only an older or hand-made record has one): nothing shows that the detector learned."""
     value = metrics.get("clean_auc")
-    known = value is not None and not math.isnan(value)  # NaN: one class only
+    known = value is not None and not math.isnan(value)
     return {
-        "raised": bool(known and value < NOT_LEARNED_AUC),
+        "raised": bool(not known or value < NOT_LEARNED_AUC),
         "clean_auc": value if known else None,
         "threshold": NOT_LEARNED_AUC,
     }
