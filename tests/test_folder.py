@@ -95,3 +95,28 @@ def test_a_split_with_one_class_is_refused_before_any_work(tmp_path, split) -> N
     with pytest.raises(ConfigError, match=f"the {split} split of folder .* holds 6 real and 0 fake images"):
         run_cell(spec, RunOptions(results_dir=tmp_path / "results", device="cpu"))
     assert not (tmp_path / "results" / "records").exists()
+
+
+def test_a_folder_is_identified_by_what_it_holds_however_its_path_is_spelled(tmp_path, monkeypatch) -> None:
+    """ds/good, ds/good/, ./ds/good, its absolute path and a copy elsewhere are one data set: one cell id
+    and one training id (nothing retrained, one row in a table); adding an image gives new ids."""
+    import shutil
+
+    from afsl_bench.runner.plan import plan_cell
+
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "ds" / "good"
+    for label in ("real", "fake"):
+        (good / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8), (40 * i, 9, 9)).save(good / label / f"{i}.png")
+    shutil.copytree(good, tmp_path / "copy")
+
+    def ids(root: str) -> tuple[str, str]:
+        spec = plan_cell("tiny-cnn", "none", "fgsm", "folder", overrides=[f"data.root={root}"])
+        return spec.cell_id, spec.training.train_id
+
+    spellings = ["ds/good", "ds/good/", "./ds/good", str(good), str(tmp_path / "copy")]
+    assert len({ids(root) for root in spellings}) == 1
+    Image.new("RGB", (8, 8)).save(good / "fake" / "extra.png")
+    assert ids("ds/good") != ids(str(tmp_path / "copy"))

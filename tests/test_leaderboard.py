@@ -45,7 +45,7 @@ def fake_record(cell, robust: float) -> Record:
         "train_id": cell.training.train_id,
         "status": "ok",
         "spec": spec,
-        "metrics": {"clean_acc": 0.9 - 0.01 * spec["seed"], "robust_acc": robust + 0.02 * spec["seed"]},
+        "metrics": {"clean_acc": 0.9 - 0.01 * spec["seed"], "robust_acc": robust + 0.02 * spec["seed"], "clean_auc": 0.95},
         "n_samples": 600,
         "n_attacked": 600,
         "perturbation": {},

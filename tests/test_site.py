@@ -135,6 +135,6 @@ def test_a_clicked_row_shows_its_settings_and_record(browser, page, records):
     browser.find_element("css selector", f'tr[data-cell="{cell}"] td').click()
     detail = browser.find_element("id", "detail")
     assert detail.is_displayed() and cell in detail.find_element("tag name", "h2").text
-    record = next(r for r in records if r["cell_id"] == cell)
-    assert json.loads(browser.find_element("id", "spec").text) == record["spec"]
-    assert json.loads(browser.find_element("id", "record").text)["metrics"] == record["metrics"]
+    record = next(r for r in records if r.cell_id == cell)
+    assert json.loads(browser.find_element("id", "spec").text) == record.spec
+    assert json.loads(browser.find_element("id", "record").text)["metrics"] == record.metrics

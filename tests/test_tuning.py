@@ -53,7 +53,7 @@ def fake_record(cell, val: dict[str, float], test_robust: float) -> Record:
         "train_id": cell.training.train_id,
         "status": "ok",
         "spec": spec,
-        "metrics": {"clean_acc": 0.5, "robust_acc": test_robust},
+        "metrics": {"clean_acc": 0.5, "robust_acc": test_robust, "clean_auc": 0.9},
         "training": {"cached": False, "val_metrics": {"threshold": 0.0, **val}},
         "n_samples": 50,
         "created": "2026-12-01T00:00:00Z",

@@ -38,6 +38,26 @@ class OmitAtDefault:
     digest: Callable[[Any], str] | None = None
 
 
+@dataclass(frozen=True)
+class Location:
+    """Parameter metadata (``typing.Annotated[str, Location()]``): the parameter says where a data set lies
+    (a folder, a prepared store), not what it holds. It stays in the spec, so the data can be loaded, but out
+    of cell and training ids: the data set's ``content_id`` stands for it, so ``ds/good``, ``./ds/good/``, its
+    absolute path and a copy on another machine are one data set."""
+
+
+def locations(builder: Callable[..., Any]) -> tuple[str, ...]:
+    """The builder's parameters marked ``Location``, sorted."""
+    hints = typing.get_type_hints(builder, include_extras=True)
+    return tuple(
+        sorted(
+            name
+            for name, hint in hints.items()
+            if any(isinstance(m, Location) for m in getattr(hint, "__metadata__", ()))
+        )
+    )
+
+
 def omitted_at_default(builder: Callable[..., Any]) -> dict[str, OmitAtDefault]:
     """The builder's parameters marked ``OmitAtDefault``, by name."""
     hints = typing.get_type_hints(builder, include_extras=True)

@@ -46,14 +46,21 @@ def content_hash(obj: Any, length: int = 16) -> str:
 
 @dataclass(frozen=True)
 class Component:
-    """A registered component by name with its complete parameters (defaults filled in)."""
+    """A registered component by name with its complete parameters (defaults filled in); ``location`` names
+    the parameters that say where its data lies (``core.registry.Location``): in the JSON, not in the ids."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     version: int = 1
+    location: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "params": to_jsonable(self.params), "version": self.version}
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the component in ids: its JSON without the location parameters."""
+        kept = {k: v for k, v in self.params.items() if k not in self.location}
+        return {"name": self.name, "params": to_jsonable(kept), "version": self.version}
 
     def label(self) -> str:
         return self.name
@@ -79,9 +86,14 @@ class TrainSpec:
             "schema_version": SCHEMA_VERSION,
         }
 
+    def identity(self) -> dict[str, Any]:
+        """``to_json`` without the data's locations: what ``train_id`` hashes."""
+        parts = ("detector", "defense", "train_data", "train")
+        return self.to_json() | {part: getattr(self, part).identity() for part in parts}
+
     @property
     def train_id(self) -> str:
-        return content_hash(self.to_json())
+        return content_hash(self.identity())
 
 
 #: ``--set eval.samples=N``: evaluate on a fixed subset of N test images (RobustBench's ``n_examples``)
@@ -136,6 +148,22 @@ class CellSpec:
         eval_json["params"] = to_jsonable(self.eval_data.params | self.evaluation.to_params())
         return {**self.training.to_json(), "attack": self.attack.to_json(), "eval_data": eval_json}
 
+    def eval_identity(self) -> dict[str, Any]:
+        """The evaluation data and settings as ids see them: without the data's location."""
+        identity = self.eval_data.identity()
+        identity["params"] = to_jsonable({k: v for k, v in self.eval_data.params.items()
+                                          if k not in self.eval_data.location} | self.evaluation.to_params())  # fmt: skip
+        return identity
+
+    def identity(self) -> dict[str, Any]:
+        """``to_json`` without the data's locations: what ``cell_id`` hashes (for data without a location
+        parameter it is ``to_json`` itself, so those ids never changed)."""
+        return {
+            **self.training.identity(),
+            "attack": self.attack.to_json(),
+            "eval_data": self.eval_identity(),
+        }
+
     @property
     def cell_id(self) -> str:
-        return content_hash(self.to_json())
+        return content_hash(self.identity())

@@ -15,14 +15,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from afsl_bench.core.errors import ConfigError, DataNotFoundError
-from afsl_bench.core.registry import Buildable
+from afsl_bench.core.registry import Buildable, Location
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.data.base import DATASETS
 
@@ -126,7 +126,7 @@ def seeded_split(
 class Folder(Buildable):
     """A user's own images: real/ and fake/ folders, split by a seed or by the user's train/val/test folders."""
 
-    root: str = ""
+    root: Annotated[str, Location()] = ""
     resolution: int = 64
     val_fraction: float = 0.2
     test_fraction: float = 0.2

@@ -16,14 +16,14 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from afsl_bench.core.errors import ConfigError, DataNotFoundError
-from afsl_bench.core.registry import Buildable
+from afsl_bench.core.registry import Buildable, Location
 from afsl_bench.core.types import DataBundle, Split
 from afsl_bench.data.shards import ShardedImages
 
@@ -84,7 +84,7 @@ class PreparedSet(Buildable):
     """The parameters every prepared real data set shares; a registered subclass names its raw layout and
     what its store must have been prepared with."""
 
-    prepared: str = ""
+    prepared: Annotated[str, Location()] = ""
     no_face: NoFace = NoFace.DROP
     clip_frames: int = 0
     #: the raw download's layout, named in the error when no store is found

@@ -252,17 +252,22 @@ def trained_model(training: TrainSpec, options: RunOptions | None = None) -> tup
 def _related(store: RecordStore, spec: CellSpec) -> list[Record]:
     """Finished records of the same trained model on the same evaluation set (for cross-record flags), read
     through the store's by-training-id index rather than a scan of every record."""
-    eval_json = spec.to_json()["eval_data"]
+    where, identity = set(spec.eval_data.location), spec.eval_identity()
+
+    def same_data(stored: dict[str, Any]) -> bool:  # the stored JSON names the location; ids do not
+        params = {k: v for k, v in stored["params"].items() if k not in where}
+        return {**stored, "params": params} == identity
+
     return [
         r
         for r in store.by_train(spec.training.train_id)
-        if r.ok and r.spec["eval_data"] == eval_json and r.cell_id != spec.cell_id
+        if r.ok and same_data(r.spec["eval_data"]) and r.cell_id != spec.cell_id
     ]
 
 
 def _clean_key(spec: CellSpec) -> str:
     """The clean-score cache key: the trained model and the evaluation set, not the attack."""
-    return content_hash([spec.training.train_id, spec.to_json()["eval_data"]])
+    return content_hash([spec.training.train_id, spec.eval_identity()])
 
 
 def _watch_resume(progress: Progress, resumed: list[int]) -> Progress:

@@ -15,7 +15,7 @@ from afsl_bench.attacks import ATTACKS, Attack
 from afsl_bench.core.decision import DecisionRule, parse_decision_rule
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.params import coerce, split_overrides, typed_params
-from afsl_bench.core.registry import Registry, omitted_at_default, params_of_builder
+from afsl_bench.core.registry import Registry, locations, omitted_at_default, params_of_builder
 from afsl_bench.core.spec import SAMPLES, THRESHOLD, CellSpec, Component, EvalSettings, TrainSpec, to_jsonable
 from afsl_bench.core.types import DataBundle
 from afsl_bench.data import DATASETS
@@ -154,7 +154,8 @@ def component_of(registry: Registry, name: str, params: dict[str, Any]) -> Compo
             full[f"{key}_sha256"] = mark.digest(full[key])
     if (content := getattr(config, "content_id", None)) and (digest := content()) is not None:
         full[CONTENT] = digest
-    return Component(name, to_jsonable(full), getattr(config, "version", registry.version))
+    version = getattr(config, "version", registry.version)
+    return Component(name, to_jsonable(full), version, locations(type(config)))
 
 
 def check_surrogates(attack: Attack) -> None:
