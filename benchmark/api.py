@@ -159,7 +159,7 @@ def evaluate(
         compile=Compile(compile),
         write=results_dir is not None,
     )
-    return run_cell(spec, options, progress, source=Given(wrapped))
+    return run_cell(spec, options, progress, source=Given(wrapped, named=name is not None))
 
 
 def _attack_component(attack: str, eps: float | None, params: dict[str, Any]) -> Component:

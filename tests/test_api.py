@@ -179,3 +179,36 @@ def test_the_cli_and_the_api_write_their_records_through_the_one_pipeline(tmp_pa
     assert set(cli_record.to_json()) == set(api_record.to_json()), "the same keys, built by one function"
     assert cli_record.metrics == api_record.metrics and cli_record.decision == api_record.decision
     assert api_record.runtime["compile"] == cli_record.runtime["compile"]
+
+
+class Blackbox(nn.Module):
+    """A wrapper of a black box with plain settings and no parameters: its identity is its class and state."""
+
+    def __init__(self, offset: float) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 10 * (x.mean(dim=(1, 2, 3)) - self.offset)
+
+
+class Brightness(Blackbox):
+    """Another class with the same state."""
+
+
+def test_parameter_free_models_of_other_classes_or_settings_get_other_cells(tmp_path) -> None:
+    """Two wrappers without weights used to share one cell id, the second record replacing the first."""
+    kwargs = {"attack": "fgsm", "data_params": DATA_PARAMS, "samples": 8, "device": "cpu", "checks": False,
+              "results_dir": tmp_path}  # fmt: skip
+    ids = {afsl_bench.evaluate(m, **kwargs).record.cell_id for m in (Blackbox(0.5), Blackbox(0.4), Brightness(0.5))}
+    assert len(ids) == 3 and len(list((tmp_path / "records").glob("*.json"))) == 3
+
+
+def test_a_model_whose_state_cannot_be_digested_needs_a_name() -> None:
+    model = Blackbox(0.5)
+    model.scorer = lambda x: x  # a function: no stable value to digest
+    with pytest.raises(ConfigError, match=r"holds state that cannot be digested.*scorer \(function\).*name="):
+        afsl_bench.evaluate(model, attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu", checks=False)
+    named = afsl_bench.evaluate(model, attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu", checks=False,
+                                name="blackbox-v1")  # fmt: skip
+    assert named.record.spec["detector"]["name"] == "blackbox-v1"

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from afsl_bench.core.errors import ConfigError
 from afsl_bench.store.disk import RecordStore
 from afsl_bench.store.record import Record
 
@@ -88,3 +89,20 @@ def test_clean_scores_round_trip_exactly_and_only_for_the_same_fingerprint(tmp_p
     assert store.clean_scores("k", "weights2") is None, "other weights: recompute"
     assert store.clean_scores("other", "weights1") is None
     assert [p.name for p in store.clean_cache.iterdir()] == ["k.pt"]
+
+
+def test_a_record_of_another_spec_under_the_same_cell_id_is_never_replaced(tmp_path) -> None:
+    store = RecordStore(tmp_path)
+    first = _record().replace(spec={"detector": {"name": "a", "params": {}, "version": 1}})
+    store.write(first, pd.DataFrame({"x": [1]}))
+    store.write(first.replace(metrics={"robust_acc": 0.1}), pd.DataFrame({"x": [1]}))  # the same model: fine
+    other = first.replace(spec={"detector": {"name": "b", "params": {}, "version": 1}})
+    with pytest.raises(ConfigError, match=r"holds a record of another model.*\(a vs b\)"):
+        store.write(other, pd.DataFrame({"x": [2]}))
+    assert store.read("abc").spec["detector"]["name"] == "a"
+    data = {"name": "folder", "params": {"root": "/here"}, "version": 1, "location": ["root"]}
+    here = Record("loc", "ok", {"data": data})
+    store.write(here, pd.DataFrame({"x": [1]}))
+    elsewhere = here.replace(spec={"data": data | {"params": {"root": "/elsewhere"}}})
+    store.write(elsewhere, pd.DataFrame({"x": [1]}))  # a copy of the data elsewhere: the same data set
+    assert store.read("loc").spec["data"]["params"]["root"] == "/elsewhere"

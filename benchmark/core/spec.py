@@ -36,6 +36,18 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def spec_identity(spec_json: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec's JSON as ids see it: each component without the parameters its ``location`` lists."""
+
+    def strip(part: Any) -> Any:
+        if not isinstance(part, dict) or "location" not in part:
+            return part
+        params = {k: v for k, v in part["params"].items() if k not in part["location"]}
+        return {k: v for k, v in part.items() if k != "location"} | {"params": params}
+
+    return {key: strip(value) for key, value in spec_json.items()}
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
 
@@ -55,7 +67,8 @@ class Component:
     location: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "params": to_jsonable(self.params), "version": self.version}
+        located = {"location": list(self.location)} if self.location else {}
+        return {"name": self.name, "params": to_jsonable(self.params), "version": self.version, **located}
 
     def identity(self) -> dict[str, Any]:
         """What identifies the component in ids: its JSON without the location parameters."""

@@ -52,6 +52,41 @@ def weights_digest(model: torch.nn.Module) -> str:
     return _state_digest(model).hexdigest()[:16]
 
 
+#: what a module's plain state may hold to be digested: JSON's values, nested
+PLAIN = (str, int, float, bool, type(None))
+#: attributes every nn.Module has that say nothing of what it computes
+MODULE_INTERNALS = {"training"}
+
+
+def model_digest(model: torch.nn.Module) -> tuple[str, list[str]]:
+    """The identity of a model given to the API: a digest of every submodule's class, its plain (non-tensor)
+    attributes and its weights and buffers. Returns it with the attributes that could not be digested
+    (a function, an open file, an array: state that may change what the model computes but has no stable
+    value); the API then asks for ``name=``."""
+    digest, opaque = _state_digest(model), []
+    for path, module in sorted(model.named_modules(), key=lambda item: item[0]):
+        kind = type(module)
+        digest.update(f"{path}:{kind.__module__}.{kind.__qualname__};".encode())
+        for key, value in sorted(vars(module).items()):
+            if key.startswith("_") or key in MODULE_INTERNALS:
+                continue
+            if _plain(value):
+                digest.update(f"{path}.{key}={value!r};".encode())
+            else:
+                opaque.append(f"{path + '.' if path else ''}{key} ({type(value).__name__})")
+    return digest.hexdigest()[:16], opaque
+
+
+def _plain(value: object) -> bool:
+    if isinstance(value, PLAIN):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
 def _state_digest(model: torch.nn.Module) -> hashlib._Hash:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):

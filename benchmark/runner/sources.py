@@ -30,7 +30,7 @@ from afsl_bench.defenses.training import TrainResult, TrainSettings, train
 from afsl_bench.defenses.validation import calibrate
 from afsl_bench.detectors.base import Detector, fold_threshold
 from afsl_bench.detectors.weights import split_source
-from afsl_bench.runner.evaluation import weights_digest
+from afsl_bench.runner.evaluation import model_digest, weights_digest
 from afsl_bench.runner.plan import (
     build_defense,
     build_detector,
@@ -152,10 +152,13 @@ def source_for(spec: CellSpec) -> ModelSource:
 class Given:
     """A user's model, evaluated as it is: wrapped as ``ExternalDetector`` (two logits, the threshold folded
     in), its threshold 0 under ``margin`` and the EER point of its clean scores on the evaluation data's
-    validation split under ``eer``. Its identity is a digest of its weights, which is not enough to trust a
-    cached result by (two parameter-free wrappers share it): the caches are never read for it."""
+    validation split under ``eer``. Its identity is a digest of its classes, plain attributes, weights and
+    buffers (``model_digest``); the caches are never read for it (a model's code can change under the same
+    state)."""
 
     wrapped: ExternalDetector
+    #: whether the user named the model (``name=``): required when its state cannot be digested
+    named: bool = False
     cached: bool = False
 
     def data(self, spec: CellSpec) -> tuple[Component, DataBundle]:
@@ -183,10 +186,18 @@ class Given:
         )
 
     def identify(self, spec: CellSpec, model: nn.Module) -> CellSpec:
-        weights = Component(
-            spec.training.detector.name, {"weights_sha256": weights_digest(self.wrapped.model)}
-        )
-        return dataclasses.replace(spec, training=dataclasses.replace(spec.training, detector=weights))
+        """Its class, plain attributes, weights and buffers, digested; state that cannot be digested needs
+        the user's ``name=`` (then the name and the weights identify it)."""
+        digest, opaque = model_digest(self.wrapped.model)
+        if opaque and not self.named:
+            raise ConfigError(
+                f"{type(self.wrapped.model).__name__} holds state that cannot be digested into its identity "
+                f"({', '.join(opaque[:4])}): pass name= to afsl_bench.evaluate to say which model this is "
+                "(two models under one name share one record)"
+            )
+        params = {"weights_sha256": weights_digest(self.wrapped.model)} if opaque else {"model_sha256": digest}
+        named = Component(spec.training.detector.name, params)
+        return dataclasses.replace(spec, training=dataclasses.replace(spec.training, detector=named))
 
 
 def given_spec(

@@ -36,7 +36,7 @@ import torch
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import UNREADABLE, atomic_write, atomic_write_bytes, check_writable
-from afsl_bench.core.spec import content_hash
+from afsl_bench.core.spec import content_hash, spec_identity
 from afsl_bench.store.record import Record, failed_record
 
 try:
@@ -120,8 +120,18 @@ class RecordStore:
         return file_lock(self.records / ".lock", shared=shared)
 
     def write(self, record: Record, samples: pd.DataFrame) -> Path:
+        """Write a finished cell's record and table; a record of another spec under the same cell id (which
+        only a changed identity rule or a hash collision could give) is never replaced: that is an error."""
         text = json.dumps(record.to_json(), indent=2, sort_keys=True, allow_nan=True) + "\n"
         with self._locked():
+            existing = self.read(record.cell_id)
+            if existing is not None and spec_identity(existing.spec) != spec_identity(record.spec):
+                raise ConfigError(
+                    f"{self.record_path(record.cell_id)} holds a record of another model or setting under the same "
+                    f"cell id ({existing.spec.get('detector', {}).get('name')} vs "
+                    f"{record.spec.get('detector', {}).get('name')}): refusing to replace it; use another "
+                    "--results-dir, or name the model (name=) if it was given to afsl_bench.evaluate"
+                )
             atomic_write_parquet(self.samples_path(record.cell_id), samples)
             atomic_write_bytes(self.record_path(record.cell_id), text.encode())
             self._index(record)
