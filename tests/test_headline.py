@@ -28,7 +28,7 @@ def records(options):
 
 @pytest.fixture(scope="module")
 def metrics(records):
-    return {defense: record["metrics"] for defense, record in records.items()}
+    return {defense: record.metrics for defense, record in records.items()}
 
 
 def test_undefended_detector_learns_the_task_and_is_fooled_at_8_255(metrics) -> None:
@@ -57,9 +57,9 @@ def test_the_headline_cells_raise_no_gradient_masking_flag_but_the_cosine_heads_
     set: its margin reaches tens of logits, so the cross-entropy gradient underflows on some samples and the
     `ce_saturated` probe may say so (it did at seed 0 here: 28 % of the probe samples); no other flag."""
     for defense, record in records.items():
-        assert record["flags"]["checked"], defense
+        assert record.flags["checked"], defense
         allowed = {"ce_saturated"} if defense == "afsl" else set()
-        assert set(record["flags"]["raised"]) <= allowed, (defense, record["flags"]["checks"])
+        assert set(record.flags["raised"]) <= allowed, (defense, record.flags["checks"])
 
 
 def test_binary_autoattack_is_at_least_as_strong_as_pgd_and_apgd_on_the_at_model(options, metrics) -> None:
