@@ -29,6 +29,7 @@ from torch import nn
 from afsl_bench.attacks import ATTACKS
 from afsl_bench.core.decision import DEFAULT_RULE, parse_decision_rule
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.params import coerce
 from afsl_bench.core.spec import Component, EvalSettings
 from afsl_bench.core.speed import Compile
 from afsl_bench.data import DATASETS
@@ -113,7 +114,7 @@ def evaluate(
     model: nn.Module,
     dataset: str = "synthetic",
     attack: str = "apgd",
-    eps: float | None = None,
+    eps: float | str | None = None,
     *,
     attack_params: dict[str, Any] | None = None,
     data_params: dict[str, Any] | None = None,
@@ -143,6 +144,10 @@ def evaluate(
     ``afsl-bench run`` (``afsl_bench.runner.cell.run_cell``) with the model given instead of trained."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise ConfigError(
+            f"samples must be positive (a number of test images, or None for all), got {samples!r}"
+        )
     attack_c = _attack_component(attack, eps, attack_params or {})
     check_surrogates(build_attack(attack_c))
     evaluation = EvalSettings(parse_decision_rule(threshold), parse_samples(samples))
@@ -162,7 +167,9 @@ def evaluate(
     return run_cell(spec, options, progress, source=Given(wrapped, named=name is not None))
 
 
-def _attack_component(attack: str, eps: float | None, params: dict[str, Any]) -> Component:
+def _attack_component(attack: str, eps: float | str | None, params: dict[str, Any]) -> Component:
+    if isinstance(eps, str):  # "8/255", as the CLI takes it
+        eps = coerce(eps, float)
     if eps is not None:
         if "eps" not in ATTACKS.params_of(attack):
             raise ConfigError(f"attack '{attack}' has no budget eps (a distortion has a severity): drop eps=")

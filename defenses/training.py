@@ -88,10 +88,17 @@ class TrainSettings:
                 f"epochs ({self.epochs}) must be >= 0 (0: evaluate the detector's weights as they are) and "
                 f"batch_size ({self.batch_size}) >= 1"
             )
+        numbers = {"lr": self.lr, "weight_decay": self.weight_decay, "warmup_epochs": self.warmup_epochs}
+        if not all(math.isfinite(v) for v in numbers.values()):
+            raise ValueError(
+                f"{', '.join(f'{k}={v}' for k, v in numbers.items())}: every one must be a finite number"
+            )
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("lr must be > 0, weight_decay and warmup_epochs >= 0")
         if self.robust_val_samples < 0 or self.robust_val_steps < 1 or not 0 < self.robust_val_eps <= 1:
-            raise ValueError("robust_val_samples must be >= 0, robust_val_steps >= 1 and robust_val_eps in (0, 1]")
+            raise ValueError(
+                "robust_val_samples must be >= 0, robust_val_steps >= 1 and robust_val_eps in (0, 1]"
+            )
         OptimizerName(self.optimizer), SelectOn(self.select_on)  # bad names fail here, not mid-run
 
 
@@ -129,9 +136,19 @@ class RunState:
     seconds: float = 0.0
 
 
-def train(model: Detector, defense: Defense, bundle: DataBundle, settings: TrainSettings, *, seed: int,
-          checkpoint_dir: Path, train_id: str, device: torch.device | str,
-          on_progress: Progress | None = None, compile: Compile | str = Compile.AUTO) -> TrainResult:
+def train(
+    model: Detector,
+    defense: Defense,
+    bundle: DataBundle,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    checkpoint_dir: Path,
+    train_id: str,
+    device: torch.device | str,
+    on_progress: Progress | None = None,
+    compile: Compile | str = Compile.AUTO,
+) -> TrainResult:
     """Train ``model`` with ``defense`` on ``bundle.train`` (or load ``<train_id>.pt``); see module doc.
     ``compile``: how the training step is made fast (``afsl_bench.core.speed.FastTraining``; not part of the
     training's identity: the modes agree up to float rounding)."""
@@ -149,7 +166,9 @@ def train(model: Detector, defense: Defense, bundle: DataBundle, settings: Train
         for epoch in range(run.epoch + 1, settings.epochs + 1):
             run_epoch(model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify)
             save_atomic(partial_payload(model, run), partial)
-            notify({"phase": "epoch", "epochs": settings.epochs, **run.history[-1], "best_epoch": run.best_epoch})
+            notify(
+                {"phase": "epoch", "epochs": settings.epochs, **run.history[-1], "best_epoch": run.best_epoch}
+            )
     result = finish(model, bundle.val, run, settings, final, device, fast.runtime())
     partial.unlink(missing_ok=True)
     notify({"phase": "done", "best_epoch": result.best_epoch, **result.val_metrics})
@@ -161,8 +180,13 @@ def train(model: Detector, defense: Defense, bundle: DataBundle, settings: Train
 
 def make_optimizer(model: Detector, settings: TrainSettings) -> torch.optim.Optimizer:
     if OptimizerName(settings.optimizer) is OptimizerName.SGD:
-        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True,
-                               weight_decay=settings.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=settings.lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=settings.weight_decay,
+        )
     return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
 
@@ -185,12 +209,14 @@ def new_run(model: Detector, settings: TrainSettings, n_train: int) -> RunState:
     per_epoch = steps_per_epoch(n_train, settings)
     total, warmup = settings.epochs * per_epoch, round(settings.warmup_epochs * per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, settings.cosine))
+        optimizer, lambda step: lr_factor(step, total, warmup, settings.cosine)
+    )
     return RunState(optimizer, scheduler)
 
 
-def start_or_resume(model: Detector, settings: TrainSettings, n_train: int, partial: Path,
-                    notify: Progress) -> RunState:
+def start_or_resume(
+    model: Detector, settings: TrainSettings, n_train: int, partial: Path, notify: Progress
+) -> RunState:
     """A fresh run, or the one saved in ``partial`` after its last finished epoch."""
     if partial.exists():
         initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -210,15 +236,33 @@ def start_or_resume(model: Detector, settings: TrainSettings, n_train: int, part
 # ------------------------------------------------------------------------------------------- one epoch
 
 
-def run_epoch(model: Detector, defense: Defense, bundle: DataBundle, settings: TrainSettings, run: RunState,
-              epoch: int, *, seed: int, device: torch.device | str, notify: Progress) -> None:
+def run_epoch(
+    model: Detector,
+    defense: Defense,
+    bundle: DataBundle,
+    settings: TrainSettings,
+    run: RunState,
+    epoch: int,
+    *,
+    seed: int,
+    device: torch.device | str,
+    notify: Progress,
+) -> None:
     """Train one epoch, validate, update the best state and the history."""
     start = time.perf_counter()
-    losses = train_epoch(model, defense, bundle.train, settings, run, epoch, seed=seed, device=device,
-                         notify=notify)
+    losses = train_epoch(
+        model, defense, bundle.train, settings, run, epoch, seed=seed, device=device, notify=notify
+    )
     robust = settings.robust_val_samples if wants_robust(settings) else 0
-    val = validate(model, bundle.val, batch_size=settings.batch_size, robust_samples=robust,
-                   robust_eps=settings.robust_val_eps, robust_steps=settings.robust_val_steps, device=device)
+    val = validate(
+        model,
+        bundle.val,
+        batch_size=settings.batch_size,
+        robust_samples=robust,
+        robust_eps=settings.robust_val_eps,
+        robust_steps=settings.robust_val_steps,
+        device=device,
+    )
     seconds = time.perf_counter() - start
     run.seconds += seconds
     run.history.append({"epoch": epoch, **losses, **val, "seconds": seconds})
@@ -230,8 +274,18 @@ def run_epoch(model: Detector, defense: Defense, bundle: DataBundle, settings: T
     log.info("epoch %d/%d: %s", epoch, settings.epochs, run.history[-1])
 
 
-def train_epoch(model: Detector, defense: Defense, split: Split, settings: TrainSettings, run: RunState,
-                epoch: int, *, seed: int, device: torch.device | str, notify: Progress) -> dict[str, float]:
+def train_epoch(
+    model: Detector,
+    defense: Defense,
+    split: Split,
+    settings: TrainSettings,
+    run: RunState,
+    epoch: int,
+    *,
+    seed: int,
+    device: torch.device | str,
+    notify: Progress,
+) -> dict[str, float]:
     """One pass over the training split; returns the sample-weighted mean of the loss and its logged terms."""
     model.train()
     prior_fake = fake_prior(split)
@@ -251,8 +305,17 @@ def train_epoch(model: Detector, defense: Defense, split: Split, settings: Train
         for key, value in logs.items():
             totals[key] = totals.get(key, 0.0) + value * len(batch)
         seen += len(batch)
-        notify({"phase": "train", "epoch": epoch, "epochs": settings.epochs, "step": step, "steps": steps,
-                "lr": run.scheduler.get_last_lr()[0], **logs})
+        notify(
+            {
+                "phase": "train",
+                "epoch": epoch,
+                "epochs": settings.epochs,
+                "step": step,
+                "steps": steps,
+                "lr": run.scheduler.get_last_lr()[0],
+                **logs,
+            }
+        )
     return {f"train_{key}": total / seen for key, total in totals.items()}
 
 
@@ -268,11 +331,13 @@ def check_finite_gradients(model: Detector, defense: Defense, epoch: int, step: 
     then write NaN into every weight, and the next loss would be blamed."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-        bad = [name for name, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
+        bad = [
+            name for name, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()
+        ]
         raise NonFiniteLossError(
             f"defense '{type(defense).__name__}' produced non-finite gradients at epoch {epoch}, step {step} "
             f"(in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}) from a finite loss: lower the learning "
-            "rate (--set lr=...) or check the defense's loss for an underflow"
+            "rate (--set train.lr=...) or check the defense's loss for an underflow"
         )
 
 
@@ -280,7 +345,7 @@ def check_finite(loss: torch.Tensor, defense: Defense, epoch: int, step: int) ->
     if not torch.isfinite(loss).all():
         raise NonFiniteLossError(
             f"defense '{type(defense).__name__}' produced a non-finite loss ({loss.item()}) at epoch "
-            f"{epoch}, step {step}: lower the learning rate (--set lr=...) or check the data for NaNs"
+            f"{epoch}, step {step}: lower the learning rate (--set train.lr=...) or check the data for NaNs"
         )
 
 
@@ -304,21 +369,40 @@ def selection_score(settings: TrainSettings, epoch: int, val: dict[str, float]) 
 # ----------------------------------------------------------------------------------- finish and files
 
 
-def finish(model: Detector, val: Split, run: RunState, settings: TrainSettings, final: Path,
-           device: torch.device | str, runtime: dict[str, Any] | None = None) -> TrainResult:
+def finish(
+    model: Detector,
+    val: Split,
+    run: RunState,
+    settings: TrainSettings,
+    final: Path,
+    device: torch.device | str,
+    runtime: dict[str, Any] | None = None,
+) -> TrainResult:
     """Load the selected state, measure its robust validation accuracy (APGD-CE at the model's own rule, the
     number ``afsl-bench tune`` compares), calibrate the threshold on clean validation data, save."""
     model.load_state_dict(run.best_state)
     robust = {}
     if settings.robust_val_samples > 0:
         sub = robust_subset(val, settings.robust_val_samples)
-        adv = robust_margins(model, sub, eps=settings.robust_val_eps, steps=settings.robust_val_steps,
-                             batch_size=2 * settings.batch_size, device=device)
+        adv = robust_margins(
+            model,
+            sub,
+            eps=settings.robust_val_eps,
+            steps=settings.robust_val_steps,
+            batch_size=2 * settings.batch_size,
+            device=device,
+        )
         robust = {"val_robust_acc": float(((adv > 0) == sub.labels.numpy()).mean())}
     val_metrics = calibrate(model, val, 4 * settings.batch_size, device) | robust
-    meta = {"epochs_run": run.epoch, "best_epoch": run.best_epoch, "val_metrics": val_metrics,
-            "train_seconds": run.seconds, "history": run.history, "settings": to_jsonable(settings),
-            "runtime": runtime or {}}
+    meta = {
+        "epochs_run": run.epoch,
+        "best_epoch": run.best_epoch,
+        "val_metrics": val_metrics,
+        "train_seconds": run.seconds,
+        "history": run.history,
+        "settings": to_jsonable(settings),
+        "runtime": runtime or {},
+    }
     save_atomic({"state_dict": model.state_dict(), "meta": meta}, final)
     return TrainResult(model, False, run.history, run.best_epoch, val_metrics, run.seconds, runtime or {})
 
@@ -347,7 +431,9 @@ def _load_or_set_aside(model: Detector, path: Path, load: Callable[[Detector, Pa
         aside = path.with_name(path.name + ".corrupt")
         os.replace(path, aside)
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        log.warning("%s is not a readable checkpoint (%s): moved to %s; training again", path, reason, aside.name)
+        log.warning(
+            "%s is not a readable checkpoint (%s): moved to %s; training again", path, reason, aside.name
+        )
         return None
 
 
@@ -357,15 +443,30 @@ def load_trained(model: Detector, path: Path) -> TrainResult:
     model.eval()
     meta = saved["meta"]
     log.info("loaded trained checkpoint %s", path)
-    return TrainResult(model, True, meta["history"], meta["best_epoch"], meta["val_metrics"],
-                       meta["train_seconds"], meta.get("runtime", {}))
+    return TrainResult(
+        model,
+        True,
+        meta["history"],
+        meta["best_epoch"],
+        meta["val_metrics"],
+        meta["train_seconds"],
+        meta.get("runtime", {}),
+    )
 
 
 def partial_payload(model: Detector, run: RunState) -> dict[str, Any]:
-    return {"model": model.state_dict(), "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(), "epoch": run.epoch, "best_state": run.best_state,
-            "best_score": run.best_score, "best_epoch": run.best_epoch, "history": run.history,
-            "seconds": run.seconds, "rng": rng_state()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "epoch": run.epoch,
+        "best_state": run.best_state,
+        "best_score": run.best_score,
+        "best_epoch": run.best_epoch,
+        "history": run.history,
+        "seconds": run.seconds,
+        "rng": rng_state(),
+    }
 
 
 def rng_state() -> dict[str, Any]:

@@ -212,3 +212,11 @@ def test_a_model_whose_state_cannot_be_digested_needs_a_name() -> None:
     named = afsl_bench.evaluate(model, attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu", checks=False,
                                 name="blackbox-v1")  # fmt: skip
     assert named.record.spec["detector"]["name"] == "blackbox-v1"
+
+
+def test_eps_may_be_written_as_on_the_command_line_and_samples_must_be_positive() -> None:
+    result = afsl_bench.evaluate(OneLogit(), attack="fgsm", eps="4/255", data_params=DATA_PARAMS, samples=8,
+                                 device="cpu", checks=False)  # fmt: skip
+    assert result.record.spec["attack"]["params"]["eps"] == pytest.approx(4 / 255)
+    with pytest.raises(ConfigError, match="samples must be positive"):
+        afsl_bench.evaluate(OneLogit(), data_params=DATA_PARAMS, samples=0)

@@ -106,3 +106,16 @@ def test_a_record_of_another_spec_under_the_same_cell_id_is_never_replaced(tmp_p
     elsewhere = here.replace(spec={"data": data | {"params": {"root": "/elsewhere"}}})
     store.write(elsewhere, pd.DataFrame({"x": [1]}))  # a copy of the data elsewhere: the same data set
     assert store.read("loc").spec["data"]["params"]["root"] == "/elsewhere"
+
+
+def test_records_are_written_with_the_users_umask(tmp_path) -> None:
+    """Not 0600 (the temporary file's mode): a shared results folder stays readable by the team."""
+    import os
+
+    before = os.umask(0o022)
+    try:
+        path = RecordStore(tmp_path).write(_record(), pd.DataFrame({"x": [1]}))
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "records" / "abc.parquet").stat().st_mode & 0o777 == 0o644

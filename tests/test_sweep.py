@@ -252,3 +252,15 @@ def test_a_sweep_killed_midway_loses_nothing_and_the_rerun_retrains_nothing(tmp_
     for name, mtime in checkpoints.items():  # a finished model is loaded, never trained again
         assert (results / "checkpoints" / name).stat().st_mtime_ns == mtime, name
     assert len(list((results / "checkpoints").glob("*.pt"))) == 3
+
+
+@pytest.mark.parametrize("seeds", ['["zero"]', "[1.5, 1.9]", "[true]"])
+def test_seeds_must_be_whole_numbers(tmp_path, seeds):
+    from afsl_bench.core.errors import ConfigError
+    from afsl_bench.runner.sweep import load_suite
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'[sweep]\ndetectors = ["tiny-cnn"]\ndefenses = ["none"]\nattacks = ["pgd"]\n'
+                     f'data = ["synthetic"]\nseeds = {seeds}\n')  # fmt: skip
+    with pytest.raises(ConfigError, match="seeds must be whole numbers"):
+        load_suite(suite)

@@ -280,3 +280,9 @@ def test_adversarial_defenses_learn_the_easy_task(bundle, tmp_path, name):
     result = run(bundle, tmp_path, defense=DEFENSES.build(name, steps=2), settings=settings)
     assert result.val_metrics["val_clean_acc"] > 0.8
     assert np.isfinite([h["train_loss"] for h in result.history]).all()
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf")])
+def test_a_learning_rate_that_is_not_finite_is_refused(lr) -> None:
+    with pytest.raises(ValueError, match="must be a finite number"):
+        TrainSettings(lr=lr)

@@ -49,6 +49,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     try:
         write(tmp)
         _fsync(tmp)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode any other write would
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -62,6 +63,12 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _fsync(path: Path) -> None:

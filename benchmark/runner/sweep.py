@@ -116,6 +116,9 @@ def plan_grid(raw: dict[str, Any], axes: dict[str, Any]) -> list[CellSpec]:
     missing = [key for key in REQUIRED if key not in axes]
     if missing:
         raise ConfigError(f"[sweep] is missing {', '.join(missing)}")
+    seeds = axes.get("seeds", [0])
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise ConfigError(f"[sweep] seeds must be whole numbers, e.g. seeds = [0, 1, 2]; got {seeds!r}")
     common = [f"{key}={_text(value)}" for key, value in raw.get("set", {}).items()]
     cells = []
     for detector, defense, attack, data, eval_data, eps, seed in itertools.product(
