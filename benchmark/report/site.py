@@ -103,7 +103,7 @@ def write_site(
             shutil.copy2(plot, shipped / plot.name)
     page = out_dir / "index.html"
     atomic_write_text(page, render_page(records, [p.name for p in plots], title, note))
-    page.chmod(0o644)  # a page to serve: readable by a web server's user (the atomic writer makes 0600)
+    page.chmod(0o644)  # a page to serve: readable by a web server's user, whatever the umask
     return page
 
 
