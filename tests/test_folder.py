@@ -120,3 +120,11 @@ def test_a_folder_is_identified_by_what_it_holds_however_its_path_is_spelled(tmp
     assert len({ids(root) for root in spellings}) == 1
     Image.new("RGB", (8, 8)).save(good / "fake" / "extra.png")
     assert ids("ds/good") != ids(str(tmp_path / "copy"))
+
+
+def test_one_image_per_class_is_too_few_not_a_wrong_layout(tmp_path) -> None:
+    for label in ("real", "fake"):
+        (tmp_path / label).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / label / "0.png")
+    with pytest.raises(DataNotFoundError, match=r"too few images .*: 1 real and 1 fake leave the (val|test) split empty"):
+        DATASETS.build("folder", root=str(tmp_path))

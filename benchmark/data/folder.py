@@ -149,16 +149,26 @@ class Folder(Buildable):
         if not self.root or not base.is_dir():
             raise DataNotFoundError(
                 f"data.root '{self.root}' is not a folder: the folder data set expects {LAYOUT}; "
-                "pass it with --set data.root=PATH"
+                "pass it with --set data.root=PATH (--set eval.root=PATH when it is the --eval-dataset)"
             )
         if all((base / s).is_dir() for s in SPLITS):
             parts = {s: labelled_files(base / s) for s in SPLITS}
         else:
             parts = seeded_split(labelled_files(base), self.val_fraction, self.test_fraction, self.seed)
         shares = {"train": 1 - self.val_fraction - self.test_fraction, "val": self.val_fraction, "test": 1}
+        found = [f for files in parts.values() for f in files]
         for name, files in parts.items():
-            if not files and shares[name] > 1e-9:
+            if files or shares[name] <= 1e-9:
+                continue
+            if not found:
                 raise DataNotFoundError(f"no images for the {name} split under {base}: expected {LAYOUT}")
+            fakes = sum(label for _, label in found)
+            raise DataNotFoundError(
+                f"too few images under {base}: {len(found) - fakes} real and {fakes} fake leave the {name} split "
+                f"empty at val_fraction={self.val_fraction}, test_fraction={self.test_fraction}; add images, or "
+                "change the fractions (--set data.test_fraction=1 --set train.epochs=0 scores them all with "
+                "published weights)"
+            )
         splits = {name: make_split(files, base, self.resolution) for name, files in parts.items()}
         counts = {k: len(v) for k, v in splits.items()}
         info = {"root": str(base), "resolution": self.resolution, "counts": counts}
