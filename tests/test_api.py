@@ -4,6 +4,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -220,3 +221,26 @@ def test_eps_may_be_written_as_on_the_command_line_and_samples_must_be_positive(
     assert result.record.spec["attack"]["params"]["eps"] == pytest.approx(4 / 255)
     with pytest.raises(ConfigError, match="samples must be positive"):
         afsl_bench.evaluate(OneLogit(), data_params=DATA_PARAMS, samples=0)
+
+
+class NaNs(OneLogit):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return torch.where(torch.arange(len(x)) % 2 == 0, out, torch.full_like(out, float("nan")))
+
+
+def test_a_model_returning_nan_is_refused_saying_how_many() -> None:
+    with pytest.raises(ConfigError, match=r"NaN or infinite scores for 4 of 8 clean samples of batch 1"):
+        afsl_bench.evaluate(NaNs(), attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu", checks=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_models_of_other_float_types_are_evaluated_in_their_own_type(dtype) -> None:
+    model = OneLogit().to(dtype)
+    result = afsl_bench.evaluate(model, attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu",
+                                 checks=False)  # fmt: skip
+    reference = afsl_bench.evaluate(OneLogit(), attack="fgsm", data_params=DATA_PARAMS, samples=8, device="cpu",
+                                    checks=False)  # fmt: skip
+    assert result.samples["clean_score"].dtype == "float32"
+    tolerance = 1e-6 if dtype == torch.float64 else 0.1
+    assert np.allclose(result.samples["clean_score"], reference.samples["clean_score"], atol=tolerance)

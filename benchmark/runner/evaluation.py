@@ -119,6 +119,17 @@ def perceptual(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"ssim": ssim.view(-1, frames).mean(1), "psnr": psnr.view(-1, frames).mean(1)}
 
 
+def check_numbers(scores: torch.Tensor, which: str, batch: int) -> None:
+    """A model that returns NaN (or inf) scores is refused at the first batch that shows it, saying how many:
+    every metric of such a cell would be silently wrong."""
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise ConfigError(
+            f"the model returned NaN or infinite scores for {bad} of {len(scores)} {which} samples of batch "
+            f"{batch + 1}: check the model's output (a division by zero, an overflow in a reduced precision)"
+        )
+
+
 def score_split(
     model: Detector | FrozenModel,
     attack: Attack,
@@ -158,10 +169,12 @@ def score_split(
         else:
             clean = clean_scores[done : done + len(batch)]
         done += len(batch)
+        check_numbers(clean, "clean", index)
         out = attack.run(model, batch.x, batch.y)
         x_adv = out.x_adv
         with torch.inference_mode():
             adv = margin(model(x_adv))
+        check_numbers(adv, "adversarial", index)
         delta = (x_adv - batch.x).flatten(1)
         rows.append(
             {

@@ -250,9 +250,12 @@ class ExternalDetector(nn.Module):
         self.model = raw_margin(model)
         self.differentiable = getattr(model, "differentiable", True)
         self.register_buffer("threshold", torch.zeros(()))
+        #: the model's own float type: inputs are cast to it and its logits back to float32, so float64,
+        #: float16 and bfloat16 models are evaluated as they are and every reported score is float32
+        self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
+        logits = self.model(x.to(self.dtype)).float()
         if logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1):
             z = logits.reshape(-1)
             logits = torch.stack([torch.zeros_like(z), z], dim=1)
