@@ -181,6 +181,7 @@ def test_sweep_runs_once_skips_finished_cells_and_records_a_failing_cell(tmp_pat
     assert (len(first.done), len(first.cached), len(first.failed)) == (2, 0, 2)
     failed = json.loads((tmp_path / "results" / "records" / f"{first.failed[0]}.json").read_text())
     assert failed["status"] == "failed" and "is not a folder" in failed["error"]["message"]
+    assert "is not a folder" in first.errors[first.failed[0]], "the reason, for the progress line to print"
     assert len(list((tmp_path / "results" / "checkpoints").glob("*.pt"))) == 1, "one model, trained once"
 
     cached, todo = plan_status(suite, tmp_path / "results")

@@ -167,11 +167,12 @@ class SweepProgress(Bars):
             left="left ?" if left is None else f"left ~{timedelta(seconds=round(left))}",
             cell=describe(cell) if status == "running" else "",
         )
+        reason = progress.errors.get(cell.cell_id, "") if status == "failed" else ""
         if status == "failed" and not self.lines:
-            self.bar.console.log(f"[red]failed[/] {escape(describe(cell))} (the error is in its record)")
+            self.bar.console.log(f"[red]failed[/] {escape(describe(cell))}: {escape(reason)} (all of it in its record)")
         if self.lines and status in ("done", "failed"):
             left_text = "" if left is None else f"; about {timedelta(seconds=round(left))} left"
-            note = " (the error is in its record)" if status == "failed" else ""
+            note = f": {reason} (all of it in its record)" if status == "failed" else ""
             self.line(f"[{finished}/{self.bar.tasks[0].total}] {status}: {describe(cell)}{note}{left_text}")
 
 

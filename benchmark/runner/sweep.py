@@ -65,6 +65,8 @@ class SweepOutcome:
     done: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: the first line of each failed cell's error, by cell id (the whole error is in its record)
+    errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -212,6 +214,8 @@ def run_sweep(
         if result.error is not None:
             store.write_failure(cell.cell_id, cell.training.train_id, cell.to_json(), result.error)
             outcome.failed.append(cell.cell_id)
+            message = (str(result.error.get("message", "")).strip().splitlines() or [""])[0]
+            outcome.errors[cell.cell_id] = f"{result.error.get('type', 'Error')}: {message}"
             on_cell(cell, "failed", outcome)
         else:
             (outcome.cached if result.cached else outcome.done).append(cell.cell_id)
