@@ -39,7 +39,7 @@ def test_a_run_prints_a_line_per_epoch_and_per_tenth_of_the_attack() -> None:
 
 def test_a_sweep_prints_a_line_per_finished_cell_unwrapped(monkeypatch) -> None:
     console, sink = captured(width=30)
-    outcome, cell = SimpleNamespace(done=[], cached=[], failed=[]), object()
+    outcome, cell = SimpleNamespace(done=[], cached=[], failed=[], errors={}), object()
     long = "tiny-cnn + at vs [pgd] 8/255, a long description that would wrap"
     monkeypatch.setattr("afsl_bench.runner.sweep.describe", lambda c: long)
     with SweepProgress(console, "suite", total=2, to_run=2, disable=True) as progress:
