@@ -39,7 +39,7 @@ def test_a_run_prints_a_line_per_epoch_and_per_tenth_of_the_attack() -> None:
 
 def test_a_sweep_prints_a_line_per_finished_cell_unwrapped(monkeypatch) -> None:
     console, sink = captured(width=30)
-    outcome, cell = SimpleNamespace(done=[], cached=[], failed=[], errors={}), object()
+    outcome, cell = SimpleNamespace(done=[], cached=[], failed=[], errors={}), SimpleNamespace(cell_id="b")
     long = "tiny-cnn + at vs [pgd] 8/255, a long description that would wrap"
     monkeypatch.setattr("afsl_bench.runner.sweep.describe", lambda c: long)
     with SweepProgress(console, "suite", total=2, to_run=2, disable=True) as progress:
@@ -48,11 +48,13 @@ def test_a_sweep_prints_a_line_per_finished_cell_unwrapped(monkeypatch) -> None:
         progress.on_cell(cell, "done", outcome)
         progress.on_cell(cell, "running", outcome)
         outcome.failed.append("b")
+        outcome.errors["b"] = "DataNotFoundError: data.root '/x' is not a folder"
         progress.on_cell(cell, "failed", outcome)
     lines = sink.getvalue().splitlines()
     assert len(lines) == 2, lines
     assert "[1/2] done: tiny-cnn + at vs [pgd] 8/255, a long description that would wrap" in lines[0]
-    assert "[2/2] failed:" in lines[1] and "(the error is in its record)" in lines[1]
+    assert "[2/2] failed:" in lines[1] and "DataNotFoundError: data.root '/x' is not a folder" in lines[1]
+    assert "(all of it in its record)" in lines[1]
 
 
 def test_prepare_prints_the_plan_and_each_tenth() -> None:
