@@ -265,3 +265,21 @@ def test_seeds_must_be_whole_numbers(tmp_path, seeds):
                      f'data = ["synthetic"]\nseeds = {seeds}\n')  # fmt: skip
     with pytest.raises(ConfigError, match="seeds must be whole numbers"):
         load_suite(suite)
+
+
+def test_ctrl_c_in_a_sweep_says_how_many_cells_were_kept(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import afsl_bench.runner.sweep as sweep_module
+
+    path = suite_file(tmp_path, GOOD)
+
+    def interrupted(suite, options, on_cell, executor):
+        outcome = SimpleNamespace(done=[suite.cells[0].cell_id], cached=[], failed=[], errors={})
+        on_cell(suite.cells[0], "done", outcome)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_module, "run_sweep", interrupted)
+    result = CliRunner().invoke(app, ["sweep", str(path), "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 130
+    assert "interrupted: 1 of 6 cells finished and kept" in " ".join(result.output.split())

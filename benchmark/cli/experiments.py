@@ -132,7 +132,13 @@ def sweep(
         results_dir=results_dir, device=device, batch_size=batch_size, checks=checks, compile=compile
     )
     with SweepProgress(err, plan.name, total=len(plan.cells), to_run=len(todo)) as progress:
-        outcome = run_sweep(plan, options, progress.on_cell, runner)
+        try:
+            outcome = run_sweep(plan, options, progress.on_cell, runner)
+        except KeyboardInterrupt:
+            kept = len(cached) + progress.finished_here
+            say(err, f"interrupted: {kept} of {len(plan.cells)} cells finished and kept (records in "
+                     f"{RecordStore(results_dir).records}); run the same command to go on")  # fmt: skip
+            raise typer.Exit(130) from None
     say(out, render.sweep_summary(plan.name, outcome, RecordStore(results_dir).records))
     if outcome.failed:
         raise typer.Exit(1)

@@ -149,13 +149,14 @@ class SweepProgress(Bars):
             disable=disable,
         )
         self.task = self.bar.add_task(name, total=total, counts="", left="", cell="")
-        self.to_run, self.started, self.start = to_run, 0, time.monotonic()
+        self.to_run, self.started, self.start, self.finished_here = to_run, 0, time.monotonic(), 0
 
     def on_cell(self, cell: Any, status: str, progress: Any) -> None:
         """Counts of done / cached / running / failed cells; time left from the cells run so far."""
         from afsl_bench.runner.sweep import describe
 
         self.started += status == "running"
+        self.finished_here = len(progress.done)  # cells computed and written by this run
         finished = len(progress.done) + len(progress.cached) + len(progress.failed)
         ran = len(progress.done) + len(progress.failed)
         left = max(0, self.to_run - ran) * (time.monotonic() - self.start) / ran if ran else None
