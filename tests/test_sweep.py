@@ -283,3 +283,12 @@ def test_ctrl_c_in_a_sweep_says_how_many_cells_were_kept(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["sweep", str(path), "--results-dir", str(tmp_path / "results")])
     assert result.exit_code == 130
     assert "interrupted: 1 of 6 cells finished and kept" in " ".join(result.output.split())
+
+
+def test_an_unquoted_dotted_key_under_set_names_the_line_and_the_fix(tmp_path):
+    from afsl_bench.core.errors import ConfigError
+
+    path = suite_file(tmp_path, GOOD, extra=SMALL.replace("[set]", "[set]\ndata.n_identities = 40", 1))
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("data.n_identities"))
+    with pytest.raises(ConfigError, match=rf'line {line}: .*quote the dotted key, "data.n_identities"'):
+        load_suite(path)

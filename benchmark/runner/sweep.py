@@ -121,7 +121,7 @@ def plan_grid(raw: dict[str, Any], axes: dict[str, Any]) -> list[CellSpec]:
     seeds = axes.get("seeds", [0])
     if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         raise ConfigError(f"[sweep] seeds must be whole numbers, e.g. seeds = [0, 1, 2]; got {seeds!r}")
-    common = [f"{key}={_text(value)}" for key, value in raw.get("set", {}).items()]
+    common = [f"{key}={_text(value)}" for key, value in _quoted_keys(raw.get("set", {})).items()]
     cells = []
     for detector, defense, attack, data, eval_data, eps, seed in itertools.product(
         *(map(_entry, axes[key]) for key in ("detectors", "defenses", "attacks", "data")),
@@ -177,6 +177,19 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(_text(v) for v in value)
     return str(value)
+
+
+def _quoted_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """``[set]``'s keys, which must be quoted dotted names: TOML reads an unquoted ``data.root = ...`` as a
+    table ``data`` holding ``root``, which is said with the line and the fix."""
+    for kind, value in table.items():
+        if isinstance(value, dict) and value:
+            key, inner = next(iter(value.items()))
+            raise ConfigError(
+                f"[set] reads '{key}' as a table inside '{kind}': quote the dotted key, "
+                f'"{kind}.{key}" = {_text(inner)!r} (TOML splits an unquoted key at its dots)'
+            )
+    return table
 
 
 def _where(text: str, message: str) -> str:
