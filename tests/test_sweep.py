@@ -292,3 +292,11 @@ def test_an_unquoted_dotted_key_under_set_names_the_line_and_the_fix(tmp_path):
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("data.n_identities"))
     with pytest.raises(ConfigError, match=rf'line {line}: .*quote the dotted key, "data.n_identities"'):
         load_suite(path)
+
+
+def test_a_dry_run_finds_a_typo_in_a_data_location(tmp_path):
+    body = GOOD.replace('data = ["synthetic"]', 'data = ["synthetic"]\neval = ["folder"]') + '\n[eval.folder]\nroot = "/no/such/faces"\n'
+    result = CliRunner().invoke(app, ["sweep", str(suite_file(tmp_path, body)), "--dry-run",
+                                      "--results-dir", str(tmp_path / "results")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "eval.root=/no/such/faces (folder): 6 cells" in " ".join(result.output.split())

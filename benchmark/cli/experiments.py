@@ -111,7 +111,7 @@ def sweep(
     from afsl_bench.cli.progress import SweepProgress
     from afsl_bench.runner.cell import RunOptions
     from afsl_bench.runner.executors import LocalExecutor, RayExecutor
-    from afsl_bench.runner.sweep import load_suite, plan_status, run_sweep
+    from afsl_bench.runner.sweep import load_suite, missing_data, plan_status, run_sweep
     from afsl_bench.store.disk import RecordStore
 
     logging.basicConfig(level=logging.WARNING)
@@ -120,6 +120,8 @@ def sweep(
     cached, todo = plan_status(plan, results_dir)
     if dry_run:
         out.print(render.sweep_plan_table(plan, cached, todo))
+        if missing := missing_data(plan):
+            raise ConfigError(f"data that does not exist, these cells would fail: {'; '.join(missing)}")
         return
     if address is not None and executor is not ExecutorKind.RAY:
         raise ConfigError(f"--address {address} is a Ray cluster; add --executor ray to run there")

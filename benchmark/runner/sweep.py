@@ -204,6 +204,20 @@ def _where(text: str, message: str) -> str:
     return ""
 
 
+def missing_data(suite: Suite) -> list[str]:
+    """What a dry run can find before anything runs: data locations (a folder's ``root``, a store path given
+    as ``prepared``) that do not exist, once each, as 'data.root=PATH (N cells)'."""
+    counts: dict[str, int] = {}
+    for cell in suite.cells:
+        for kind, component in (("data", cell.training.train_data), ("eval", cell.eval_data)):
+            for key in component.location:
+                value = str(component.params.get(key, ""))
+                if (value or component.name == "folder") and not Path(value).expanduser().exists():
+                    label = f"{kind}.{key}={value or '(unset)'} ({component.name})"
+                    counts[label] = counts.get(label, 0) + 1
+    return [f"{label}: {n} cell{'s' if n > 1 else ''}" for label, n in sorted(counts.items())]
+
+
 def plan_status(suite: Suite, results_dir: Path | str) -> tuple[list[CellSpec], list[CellSpec]]:
     """(cached, to run): what ``--dry-run`` prints."""
     store = RecordStore(results_dir)
