@@ -6,10 +6,9 @@ import json
 import logging
 import os
 import shutil
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -144,7 +143,7 @@ def test_a_read_only_results_dir_is_refused_before_any_work(tmp_path, monkeypatc
     for folder in (root / "records", root / "checkpoints"):
         folder.chmod(0o555)
     if os.geteuid() == 0:  # root may write anywhere: the check sees what a user's process would
-        import afsl_bench.core.io as io
+        from afsl_bench.core import io
 
         real = io.os.access
         readonly = {root / "records", root / "checkpoints"}
