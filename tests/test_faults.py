@@ -144,6 +144,7 @@ def test_a_read_only_results_dir_is_refused_before_any_work(tmp_path, monkeypatc
         folder.chmod(0o555)
     if os.geteuid() == 0:  # root may write anywhere: the check sees what a user's process would
         from afsl_bench.core import io
+    from afsl_bench.runner import sources
 
         real = io.os.access
         readonly = {root / "records", root / "checkpoints"}
@@ -202,3 +203,34 @@ def test_a_changed_folder_is_never_served_from_results_of_its_old_contents(tmp_p
         (data / "fake" / f"img{extra:03d}.png").unlink()  # ... and removes them again
     assert cell()["cell_id"] == first["cell_id"], "the same contents give the same cell again"
     assert len(first["spec"]["train_data"]["params"]["content"]) == 16
+
+
+def test_a_full_disk_is_said_as_such_and_stops_a_sweep_at_the_first_cell(tmp_path, monkeypatch) -> None:
+    """Every write fails with ENOSPC: the sweep says "no space left on device" naming the folder, exits 2,
+    and does not go on to train every other cell only to fail it the same way."""
+    import errno
+
+    from afsl_bench.core import io
+    from afsl_bench.runner import sources
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('[sweep]\ndetectors = ["tiny-cnn"]\ndefenses = ["none", "at"]\nattacks = ["fgsm"]\n'
+                     'data = ["synthetic"]\n\n[set]\n"data.n_identities" = 20\n"data.images_per_identity" = 6\n'
+                     '"data.resolution" = 32\n"train.epochs" = 1\n')  # fmt: skip
+    trained = []
+    real_train = sources.train
+
+    def counting(*args, **kwargs):
+        trained.append(1)
+        return real_train(*args, **kwargs)
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sources, "train", counting)
+    monkeypatch.setattr(io, "_fsync", full)
+    outcome = invoke("sweep", str(suite), "--results-dir", str(tmp_path / "results"), "--no-checks")
+    message = " ".join(outcome.output.split())
+    assert outcome.exit_code == 2, outcome.output
+    assert "no space left on device writing in" in message and "--results-dir" in message
+    assert len(trained) == 1, "the sweep stopped at the first cell"

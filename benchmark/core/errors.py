@@ -12,3 +12,7 @@ class ConfigError(ValueError):
 
 class DataNotFoundError(ConfigError):
     """A data set's files are not where they are expected."""
+
+
+class DiskFullError(ConfigError):
+    """No space left where results are written: every later cell would fail the same way, so a sweep stops."""

@@ -8,13 +8,14 @@ or the new one, never half of one; on any error (Ctrl-C included) the temporary 
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.errors import ConfigError, DiskFullError
 
 #: what reading a file that is not what it should be raises (torch.load of an empty, truncated or foreign
 #: file; JSON that is not the expected mapping): the store treats such files as absent and rebuilds them
@@ -51,6 +52,14 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
         _fsync(tmp)
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode any other write would
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(
+                f"no space left on device writing in {path.parent} ({err.strerror}): free space there or "
+                "pass another --results-dir; what was written before is kept"
+            ) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

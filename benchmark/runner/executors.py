@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.errors import ConfigError, DiskFullError
 from afsl_bench.core.spec import CellSpec
 from afsl_bench.runner.cell import RunOptions, run_cell
 
@@ -58,6 +58,8 @@ def run_one(cell: CellSpec, options: RunOptions) -> CellResult:
     """Run one cell; its exception is data (the sweep records it and goes on), Ctrl-C is not caught."""
     try:
         outcome = run_cell(cell, options)
+    except DiskFullError:
+        raise  # every later cell would fail the same way: the sweep stops here
     except Exception as err:  # noqa: BLE001  a cell's failure is recorded, the sweep goes on
         return CellResult(cell.cell_id, error=error_of(err))
     return CellResult(cell.cell_id, cached=outcome.cached)
