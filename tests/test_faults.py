@@ -144,7 +144,6 @@ def test_a_read_only_results_dir_is_refused_before_any_work(tmp_path, monkeypatc
         folder.chmod(0o555)
     if os.geteuid() == 0:  # root may write anywhere: the check sees what a user's process would
         from afsl_bench.core import io
-    from afsl_bench.runner import sources
 
         real = io.os.access
         readonly = {root / "records", root / "checkpoints"}
