@@ -90,6 +90,10 @@ class AutoAttackBinary(Attack):
             raise ValueError(f"members={self.members!r} repeats a member")
         self.attacks()  # each member validates its budget now
 
+    def forward_budget(self) -> int | None:
+        """The members run one after the other: their budgets add up."""
+        return sum(member.forward_budget() or 0 for member in self.attacks()) or None
+
     def attacks(self) -> list[Attack]:
         return [MEMBERS[name](self) for name in self.members]
 

@@ -108,6 +108,14 @@ class Attack:
         through ``prepare(context)``; the default needs none."""
         return ()
 
+    def forward_budget(self) -> int | None:
+        """About how many model evaluations one attacked sample costs at most (early stops make it fewer),
+        for progress within a batch and its time estimate, never for a result. The default reads the shared
+        vocabulary: ``queries`` (a score-based attack's budget) or ``steps`` (one forward and backward
+        each), times ``restarts``; None when the attack has neither."""
+        per_run = getattr(self, "queries", None) or getattr(self, "steps", None)
+        return None if per_run is None else int(per_run) * int(getattr(self, "restarts", 1) or 1)
+
     @property
     def name(self) -> str:
         return getattr(type(self), "registered_name", type(self).__name__.lower())

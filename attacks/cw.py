@@ -150,6 +150,10 @@ class CW(Attack):
             raise ValueError(f"confidence must be >= 0 (kappa, a logit margin), got {self.confidence}")
         check_backend(self)
 
+    def forward_budget(self) -> int:
+        """``steps`` Adam steps for each of ``search_steps`` constants."""
+        return self.steps * self.search_steps
+
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.perturb_with_info(model, x, y)[0]
 

@@ -122,6 +122,10 @@ class EOTPGD(Attack):
         if "video-codec" in (*self.transforms, *self.round_trips):
             require_av()
 
+    def forward_budget(self) -> int:
+        """``eot_samples`` forward and backward passes per step."""
+        return self.steps * self.eot_samples
+
     @property
     def step(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.errors import ConfigError, NonFiniteLossError
 from afsl_bench.core.io import UNREADABLE, atomic_write
 from afsl_bench.core.spec import to_jsonable
 from afsl_bench.core.speed import Compile, FastTraining
@@ -116,10 +116,6 @@ class TrainResult:
     #: how the training step ran (``FastTraining.runtime``: compile mode, channels-last, compiled); empty
     #: for older checkpoints, which trained eagerly (docs/changelog.md)
     runtime: dict[str, Any] = field(default_factory=dict)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training loss became NaN or infinite."""
 
 
 @dataclass

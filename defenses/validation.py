@@ -11,6 +11,7 @@ import torch
 
 from afsl_bench.attacks.apgd import APGD
 from afsl_bench.attacks.vocabulary import Loss
+from afsl_bench.core.errors import NonFiniteLossError
 from afsl_bench.core.metrics import detection_metrics, eer_and_threshold
 from afsl_bench.core.types import Split
 from afsl_bench.detectors.base import Detector
@@ -21,15 +22,28 @@ def margins(model: Detector, split: Split, batch_size: int, device: torch.device
     """Logit margins z_fake - z_real over a split, in eval mode."""
     model.eval()
     out = [margin_of(model(b.to(device).x)) for b in split.batches(batch_size)]
-    return torch.cat(out).cpu().numpy()
+    return finite(torch.cat(out).cpu().numpy(), "clean validation")
+
+
+def finite(margins: np.ndarray, what: str) -> np.ndarray:
+    """The margins, or a one-line error: a model whose scores overflow has diverged (a loss can stay finite
+    while the weights grow without bound), and the metrics and threshold computed from them would be wrong."""
+    bad = int((~np.isfinite(margins)).sum())
+    if bad:
+        raise NonFiniteLossError(
+            f"training diverged: {bad} of {len(margins)} {what} scores are not finite; lower the learning rate "
+            "(--set train.lr=...)"
+        )
+    return margins
 
 
 def margin_of(logits: torch.Tensor) -> torch.Tensor:
     return (logits[:, 1] - logits[:, 0]).float()
 
 
-def robust_margins(model: Detector, split: Split, *, eps: float, steps: int, batch_size: int,
-                   device: torch.device | str) -> np.ndarray:
+def robust_margins(
+    model: Detector, split: Split, *, eps: float, steps: int, batch_size: int, device: torch.device | str
+) -> np.ndarray:
     """Margins on APGD-CE examples (Croce & Hein, ICML 2020): the same strong attack for every defense,
     whatever the defense trains against, so epochs and defenses are ranked on one yardstick. APGD's early stop
     only retires samples already fooled, so the accuracy is that of the full run (``attacks.apgd``)."""
@@ -41,7 +55,7 @@ def robust_margins(model: Detector, split: Split, *, eps: float, steps: int, bat
         with torch.no_grad():
             model.eval()
             out.append(margin_of(model(x_adv)))
-    return torch.cat(out).cpu().numpy()
+    return finite(torch.cat(out).cpu().numpy(), "robust validation")
 
 
 def robust_subset(split: Split, n: int) -> Split:
@@ -52,16 +66,25 @@ def robust_subset(split: Split, n: int) -> Split:
     return split.subset(order.sort().values)
 
 
-def validate(model: Detector, val: Split, *, batch_size: int, robust_samples: int, robust_eps: float,
-             robust_steps: int, device: torch.device | str) -> dict[str, float]:
+def validate(
+    model: Detector,
+    val: Split,
+    *,
+    batch_size: int,
+    robust_samples: int,
+    robust_eps: float,
+    robust_steps: int,
+    device: torch.device | str,
+) -> dict[str, float]:
     """Validation accuracy at the model's own rule (margin > 0): clean, plus robust on a fixed subset of
     ``robust_samples`` samples (0: skip) under APGD-CE with ``robust_steps`` steps at ``robust_eps``."""
     labels = val.labels.numpy()
     out = {"val_clean_acc": float(np.mean((margins(model, val, 4 * batch_size, device) > 0) == labels))}
     if robust_samples > 0:
         sub = robust_subset(val, robust_samples)
-        adv = robust_margins(model, sub, eps=robust_eps, steps=robust_steps, batch_size=2 * batch_size,
-                             device=device)
+        adv = robust_margins(
+            model, sub, eps=robust_eps, steps=robust_steps, batch_size=2 * batch_size, device=device
+        )
         out["val_robust_acc"] = float(np.mean((adv > 0) == sub.labels.numpy()))
     return out
 

@@ -233,3 +233,61 @@ def test_a_full_disk_is_said_as_such_and_stops_a_sweep_at_the_first_cell(tmp_pat
     assert outcome.exit_code == 2, outcome.output
     assert "no space left on device writing in" in message and "--results-dir" in message
     assert len(trained) == 1, "the sweep stopped at the first cell"
+
+
+@pytest.mark.parametrize("command", [["run", "--attack", "fgsm"], ["sweep", "suites/smoke.toml"], ["gate"],
+                                     ["table"], ["predict", "x.png"]])  # fmt: skip
+def test_an_empty_results_dir_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, command) -> None:
+    """``--results-dir "$UNSET"``: Path('') is '.', which would scatter records and checkpoints into the
+    folder the user stands in."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(Path(__file__).parents[1] / "suites", tmp_path / "suites")
+    outcome = invoke(*command, "--results-dir", "")
+    assert outcome.exit_code == 2 and "--results-dir" in outcome.output and "is empty" in outcome.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suites"], "nothing written"
+
+
+def test_a_diverging_training_is_one_line_naming_the_learning_rate(tmp_path) -> None:
+    """A learning rate of 1e6: the loss may stay finite while the weights blow up; the validation scores
+    overflow and the one-line error names train.lr instead of a traceback from scikit-learn."""
+    outcome = invoke("run", "--attack", "fgsm", *SMALL, "--set", "train.lr=1e6", "--results-dir", str(tmp_path))
+    assert outcome.exit_code == 2, outcome.output
+    assert "training diverged" in outcome.output and "--set train.lr=" in outcome.output
+    assert "Traceback" not in outcome.output
+    assert not list((tmp_path / "records").glob("*.json")), "no record of a diverged model"
+
+
+def test_a_missing_evaluation_folder_is_named_by_its_own_key(tmp_path) -> None:
+    outcome = invoke("run", "--attack", "fgsm", *SMALL, "--eval-dataset", "folder", "--results-dir", str(tmp_path))
+    assert outcome.exit_code == 2
+    assert "eval.root '' is not a folder" in outcome.output and "--set eval.root=PATH" in outcome.output
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir()), (
+        "found before training"
+    )
+
+
+@pytest.mark.parametrize("width", [20, 30, 39])
+def test_a_narrow_terminal_wraps_the_labels_and_never_cuts_a_number(results, width) -> None:
+    """``COLUMNS`` below 40: every number of the result and the pivot tables is printed whole (the labels
+    wrap at spaces; a table still too wide is drawn at its own width for the terminal to wrap)."""
+    import io
+    import re
+
+    import pandas as pd
+    from rich.console import Console
+
+    from afsl_bench.cli import render
+    from afsl_bench.store.record import Record
+
+    record = Record.from_json(results[1])
+    sink = io.StringIO()
+    console = Console(file=sink, width=width, force_terminal=False)
+    render.run_result(console, record, cached=True, path=Path("r.json"))
+    frame = pd.DataFrame({"fgsm 8/255": ["50.0 ± 1.2 (n=3)"], "pgd 8/255 (steps=3000)": ["100.0"]}, index=["afsl"])
+    render.print_table(console, render.pivot_table("robust_acc (%)", "defense", frame))
+    text = sink.getvalue()
+    words = set(re.findall(r"[^\s│┃]+", text))
+    for key in ("clean_acc", "robust_acc", "clean_auc", "robust_eer"):
+        assert f"{100 * record.metrics[key]:.1f}" in words, (key, text)
+    assert {"50.0", "1.2", "(n=3)", "100.0", "attacked", "accuracy"} <= words, text
+    assert "…" not in text, text

@@ -37,6 +37,17 @@ def test_a_run_prints_a_line_per_epoch_and_per_tenth_of_the_attack() -> None:
     assert len(attack) == 11 and attack[-1].endswith("600/600 samples (100 %)")
 
 
+def test_a_long_attack_says_its_progress_inside_a_batch_with_the_time_left() -> None:
+    console, sink = captured()
+    with RunProgress(console, disable=True) as progress:
+        progress.on_stage("attack")
+        progress.on_eval(2.5, 24)  # a tenth of the one batch's budget spent
+        progress.on_eval(24, 24)
+    lines = sink.getvalue().splitlines()
+    assert re.search(r"attack \+ eval: 2/24 samples \(10 %\), about \d+:\d\d:\d\d left$", lines[0]), lines
+    assert lines[1].endswith("24/24 samples (100 %)")
+
+
 def test_a_sweep_prints_a_line_per_finished_cell_unwrapped(monkeypatch) -> None:
     console, sink = captured(width=30)
     outcome, cell = SimpleNamespace(done=[], cached=[], failed=[], errors={}), SimpleNamespace(cell_id="b")

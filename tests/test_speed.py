@@ -283,3 +283,26 @@ def test_compiled_training_agrees_with_eager(bundle, tmp_path, defense, compiles
     eager = train_with(bundle, tmp_path, defense, Compile.OFF)
     fast = train_with(bundle, tmp_path, defense, Compile.ON)
     assert_same_training(fast, eager)
+
+
+def test_a_long_attack_moves_the_progress_inside_its_one_batch(trained, split, monkeypatch):
+    """``--set attack.steps=100000`` on one batch: the attack's model evaluations against its budget
+    (``Attack.forward_budget``) move the progress by fractions of the batch, never to its end before it is."""
+    from afsl_bench.runner import evaluation
+
+    monkeypatch.setattr(evaluation, "WITHIN_BATCH_EVERY_S", 0.0)
+    seen: list[tuple[float, int]] = []
+    attack = ATTACKS.build("pgd", steps=40, early_stop=False)
+    score_split(trained, attack, split.subset(torch.arange(32)), batch_size=64, device=torch.device("cpu"), seed=0, on_batch=lambda d, t: seen.append((d, t)),
+                compile=Compile.OFF)  # fmt: skip
+    inside = [done for done, total in seen[:-1]]
+    assert seen[-1] == (32, 32), "the finished batch is said whole"
+    assert len(inside) >= 10 and all(0 < d < 32 for d in inside), inside[:5]
+    assert inside == sorted(inside) and inside[-1] > 16, "it moves forward, through most of the batch"
+
+
+def test_attacks_without_a_budget_report_per_batch_only(trained, split):
+    seen: list[float] = []
+    score_split(trained, ATTACKS.build("fgsm"), split, batch_size=64, device=torch.device("cpu"), seed=0,
+                on_batch=lambda d, t: seen.append(d), compile=Compile.OFF)  # fmt: skip
+    assert seen == [64, 128, 192]

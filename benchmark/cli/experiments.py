@@ -32,6 +32,7 @@ from afsl_bench.cli.options import (
     Seed,
     SetOption,
     check_batch_size,
+    results_path,
 )
 from afsl_bench.core.errors import ConfigError
 
@@ -119,7 +120,7 @@ def sweep(
     plan = load_suite(suite)  # every cell validated before anything runs
     cached, todo = plan_status(plan, results_dir)
     if dry_run:
-        out.print(render.sweep_plan_table(plan, cached, todo))
+        render.print_table(out, render.sweep_plan_table(plan, cached, todo))
         if missing := missing_data(plan):
             raise ConfigError(f"data that does not exist, these cells would fail: {'; '.join(missing)}")
         return
@@ -163,6 +164,8 @@ def gate(
         Path | None,
         typer.Option(
             "--results-dir",
+            parser=results_path,
+            metavar="PATH",
             help="where the suite's records go (default: a new temporary store, deleted afterwards); every "
             "cell is recomputed either way, its trained models are reused from a store that holds them",
         ),
@@ -201,7 +204,7 @@ def gate(
         say(out, f"baseline {baseline} rewritten: {len(current)} cells of {plan.path}")
         return
     result = compare(known, current, allowed)
-    out.print(render.gate_table(result, plan.path, baseline, allowed))
+    render.print_table(out, render.gate_table(result, plan.path, baseline, allowed))
     if result.failures:
         render.regressions(err, result.failures)
         raise typer.Exit(1)

@@ -22,8 +22,27 @@ DEVICE = "auto"
 BATCH_SIZE = 256
 SEED = 0
 
+
+def results_path(text: str) -> Path:
+    """A results folder as typed: an empty string (an unset shell variable, ``--results-dir ""``) would
+    silently mean the current folder, so it is refused."""
+    if isinstance(text, Path):  # the default, or a value typer already converted
+        return text
+    if not text.strip():
+        raise typer.BadParameter(
+            "is empty: name a folder (the default is 'results'), e.g. --results-dir results"
+        )
+    return Path(text)
+
+
 ResultsDir = Annotated[
-    Path, typer.Option("--results-dir", help="the result store: records, checkpoints and caches")
+    Path,
+    typer.Option(
+        "--results-dir",
+        parser=results_path,
+        metavar="PATH",
+        help="the result store: records, checkpoints and caches",
+    ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")]
 BatchSize = Annotated[

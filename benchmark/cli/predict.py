@@ -95,9 +95,9 @@ def predict(
     elif as_csv:
         sys.stdout.write(table.to_csv(index=False))
     else:
-        out.print(render.predictions_table(table))
+        render.print_table(out, render.predictions_table(table))
         if len(videos):
-            out.print(render.video_means_table(videos))
+            render.print_table(out, render.video_means_table(videos))
     if save_adv is not None and adversarial is not None:
         written = run.save_adversarial(items, adversarial, save_adv)
         say(err, f"wrote {len(written)} files to {save_adv} (*_adv.png, *_side_by_side.png)")

@@ -32,9 +32,9 @@ def quiet() -> bool:
     return not sys.stderr.isatty()
 
 
-def new_tenth(done: int, total: int, said: int) -> int | None:
+def new_tenth(done: float, total: int, said: int) -> int | None:
     """The tenth of ``total`` that ``done`` reached when it is past the last one said, else None."""
-    tenth = 10 * done // total if total else -1
+    tenth = int(10 * done // total) if total else -1
     return tenth if tenth > said else None
 
 
@@ -62,6 +62,13 @@ class Bars:
         self.bar.__exit__(*exc)
 
 
+def time_left(elapsed: float, done: float, total: int) -> str:
+    """', about 0:12:40 left' from the rate so far ('' before any progress or once finished)."""
+    if not 0 < done < total:
+        return ""
+    return f", about {timedelta(seconds=round(elapsed * (total - done) / done))} left"
+
+
 class RunProgress(Bars):
     """``afsl-bench run``: a training bar, an attack + eval bar, and a line for the stages without one."""
 
@@ -71,6 +78,8 @@ class RunProgress(Bars):
         "surrogate": "training (or loading) the transfer attack's surrogate",
         "checks": "running the gradient-masking probes (--no-checks skips them)",
     }
+    #: the longest a long attack goes without a line when there is no terminal
+    EVAL_LINE_S: ClassVar[float] = 60.0
 
     def __init__(self, console: Console, disable: bool | None = None) -> None:
         super().__init__(
@@ -86,6 +95,8 @@ class RunProgress(Bars):
         self.train_task: Any = None
         self.eval_task: Any = None
         self.eval_said = -1  # the last tenth of the attack said as a line
+        self.eval_said_at = 0.0  # and when: a long attack gets a line at least every EVAL_LINE_S
+        self.stage_start = time.monotonic()
 
     def callbacks(self) -> Any:
         """The ``afsl_bench.runner.cell.Progress`` the library calls."""
@@ -94,6 +105,7 @@ class RunProgress(Bars):
         return Callbacks(on_train=self.on_train, on_eval=self.on_eval, on_stage=self.on_stage)
 
     def on_stage(self, stage: str) -> None:
+        self.stage_start = time.monotonic()
         if stage in self.STAGE_LINES:
             self.line(self.STAGE_LINES[stage])
 
@@ -122,10 +134,15 @@ class RunProgress(Bars):
         elif phase == "cached":
             self.line("training: the trained model is in the checkpoint cache")
 
-    def on_eval(self, done: int, total: int) -> None:
-        if self.lines and (tenth := new_tenth(done, total, self.eval_said)) is not None:
-            self.eval_said = tenth
-            self.line(f"attack + eval: {done}/{total} samples ({100 * done // total} %)")
+    def on_eval(self, done: float, total: int) -> None:
+        """``done`` counts samples; inside a long batch it is fractional (the attack's model evaluations so
+        far against its budget: ``Attack.forward_budget``), so a 100,000-step attack moves too."""
+        now = time.monotonic()
+        tenth = new_tenth(done, total, self.eval_said)
+        if self.lines and (tenth is not None or now - self.eval_said_at >= self.EVAL_LINE_S):
+            self.eval_said, self.eval_said_at = (self.eval_said if tenth is None else tenth), now
+            self.line(f"attack + eval: {int(done)}/{total} samples ({100 * done / total:.0f} %)"
+                      f"{time_left(now - self.stage_start, done, total)}")  # fmt: skip
         if self.eval_task is None:
             self.eval_task = self.bar.add_task("attack + eval", total=total, info="")
         self.bar.update(self.eval_task, completed=done, total=total)
@@ -170,7 +187,9 @@ class SweepProgress(Bars):
         )
         reason = progress.errors.get(cell.cell_id, "") if status == "failed" else ""
         if status == "failed" and not self.lines:
-            self.bar.console.log(f"[red]failed[/] {escape(describe(cell))}: {escape(reason)} (all of it in its record)")
+            self.bar.console.log(
+                f"[red]failed[/] {escape(describe(cell))}: {escape(reason)} (all of it in its record)"
+            )
         if self.lines and status in ("done", "failed"):
             left_text = "" if left is None else f"; about {timedelta(seconds=round(left))} left"
             note = f": {reason} (all of it in its record)" if status == "failed" else ""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -34,6 +35,40 @@ def show(value: Any, name: str = "eps") -> str:
         budget = name in BUDGETS and abs(k - round(k)) < 1e-9 and 0 < value < 1 and k >= 1
         return f"{k:.0f}/255" if budget else f"{value:g}"
     return str(getattr(value, "value", value))
+
+
+def print_table(console: Console, table: Table) -> None:
+    """A table at any terminal width (``COLUMNS=30``) with no number or word cut: every column folds at
+    spaces but is never narrower than its longest word (a number is one word), so labels and headers wrap;
+    when even that is wider than the terminal, the table is printed at that width (the terminal wraps the
+    lines) rather than cropped to an ellipsis."""
+    for column in table.columns:
+        words = [w for cell in (column.header, *column.cells) for w in Text.from_markup(str(cell)).plain.split()]
+        column.min_width = max(map(len, words), default=1)
+        column.overflow = "fold"
+    needed = fitting_width(console, table)
+    if needed <= console.width:
+        console.print(table)
+        return
+    saved = console._width  # print(width=) is capped at the console's width; None: the terminal's, read live
+    console.width = needed
+    try:
+        console.print(table)
+    finally:
+        console._width = saved
+
+
+def fitting_width(console: Console, table: Table) -> int:
+    """The narrowest width, from the console's, at which rich lays ``table`` out without cropping a column
+    below its ``min_width`` (rich's collapse shrinks the widest wrappable column first, so the table's
+    measured minimum is not always reachable)."""
+    span = Measurement.get(console, console.options.update_width(10_000), table)
+    extra = table._extra_width  # borders and edges: rich's own layout, read rather than re-derived
+    for width in range(min(console.width, span.maximum), span.maximum):
+        widths = table._calculate_column_widths(console, console.options.update_width(width - extra))
+        if sum(widths) + extra <= width:
+            return width
+    return span.maximum
 
 
 def pct(value: float | None) -> str:
@@ -127,7 +162,7 @@ def video_means_table(videos: Any) -> Table:
 
 def run_result(console: Console, record: Record, cached: bool, path: Path) -> None:
     """The result table, the raised gradient-masking flags (if any) and where the record is."""
-    console.print(result_table(record, cached))
+    print_table(console, result_table(record, cached))
     warnings(console, record)
     say(console, f"record: {path}")
 
@@ -199,7 +234,9 @@ def caption(record: Record, cached: bool) -> str:
         how = f"trained in {t['train_s']:.0f}s"
     requested = (record.data or {}).get("test_samples_requested")
     capped = (
-        f" (eval.samples={requested}: the whole test split)" if requested and requested > record.n_samples else ""
+        f" (eval.samples={requested}: the whole test split)"
+        if requested and requested > record.n_samples
+        else ""
     )
     classes = f": {record.n_reals} real, {record.n_fakes} fake" if record.n_reals is not None else ""
     return (
@@ -274,7 +311,7 @@ def pivots(console: Console, tables: Any, metric: str, rows: str, fmt: TableForm
         elif fmt is TableFormat.MARKDOWN:
             say(console, f"**{title}**\n\n{to_markdown(frame)}\n")
         else:
-            console.print(pivot_table(title, rows, frame))
+            print_table(console, pivot_table(title, rows, frame))
 
 
 def pivot_table(title: str, rows: str, frame: Any) -> Table:
@@ -303,7 +340,7 @@ def prepare_result(
     console: Console, dataset: str, summary: dict[str, Any], store: Path, corrupt: int = 5
 ) -> None:
     """The counts table, the first ``corrupt`` corrupt videos with their reason, and where the store is."""
-    console.print(prepare_table(dataset, summary))
+    print_table(console, prepare_table(dataset, summary))
     for video, reason in list(summary["corrupt"].items())[:corrupt]:
         say(console, f"corrupt: {video}: {reason}")
     say(console, f"store: {store} (manifest.parquet, summary.json)")
@@ -330,7 +367,7 @@ def ceiling_result(console: Console, dataset: str, split: str, rows: list[dict[s
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(show(row["eps"]), pct(row["ceiling"]), str(row["conflicts"]))
-    console.print(table)
+    print_table(console, table)
     closest = rows[0]["closest_pair"]
     console.print(f"closest real-fake pair: L-inf {closest:.4f} ({255 * closest:.1f}/255)", highlight=False)
 

@@ -31,9 +31,11 @@ def list_components(
     if kind not in listing.KINDS:
         raise ConfigError(f"unknown kind '{typed}'; choose one of {', '.join(listing.KINDS)}")
     entry = listing.entry(kind)
-    out.print(render.settings_table(entry) if kind == "train" else render.components_table(entry, params))
+    render.print_table(
+        out, render.settings_table(entry) if kind == "train" else render.components_table(entry, params)
+    )
     if entry.get("weights"):
-        out.print(render.weights_table(entry))
+        render.print_table(out, render.weights_table(entry))
 
 
 def plot(
@@ -159,5 +161,5 @@ def tune(
     found = tuning.candidates(loaded, results_dir)
     choice = tuning.choose(found)
     path = tuning.write(Path(results_dir) / "tuning" / f"{suite.stem}.json", loaded, found, choice)
-    out.print(render.tuning_table(found, choice))
+    render.print_table(out, render.tuning_table(found, choice))
     say(out, f"wrote {path}")

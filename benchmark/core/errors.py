@@ -16,3 +16,8 @@ class DataNotFoundError(ConfigError):
 
 class DiskFullError(ConfigError):
     """No space left where results are written: every later cell would fail the same way, so a sweep stops."""
+
+
+class NonFiniteLossError(ConfigError, FloatingPointError):
+    """A training loss, its gradients or the validation scores became NaN or infinite: a diverging run, which
+    the user fixes with a lower ``train.lr`` (so the CLI says it in one line and exits 2)."""

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Self
 
 import torch
@@ -93,6 +94,8 @@ class FrozenModel(nn.Module):
         self.reasons: list[str] = []
         self._eager_per_sample: float | None = None
         self._compiled_per_sample: float | None = None
+        #: called with the number of samples of every forward (progress inside a long attack)
+        self.on_forward: Callable[[int], None] | None = None
         if self.mode is not Compile.OFF:
             self.fused = self._fold()
             if self.fused is not None:
@@ -114,6 +117,8 @@ class FrozenModel(nn.Module):
         return getattr(self.model, "takes_clips", False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.on_forward is not None:
+            self.on_forward(len(x))
         if self.fused is None:
             return self.model(x)
         if self.channels_last:
@@ -247,12 +252,17 @@ class FastTraining:
             except Exception as err:  # noqa: BLE001 -- inductor's errors (no C++ compiler, an unsupported op)
                 self.compiled = False
                 reason = f"training not compiled: torch.compile failed ({type(err).__name__}: {err})"
-                log.warning("%s: %s; training eagerly", type(self.model).__name__, reason.splitlines()[0][:300])
+                log.warning(
+                    "%s: %s; training eagerly", type(self.model).__name__, reason.splitlines()[0][:300]
+                )
                 return eager(x)  # an error of the model itself is raised again here
 
         self.model.embed = embed
         self.compiled = True
 
     def runtime(self) -> dict[str, Any]:
-        return {"compile": self.mode.value, "channels_last": self.mode is not Compile.OFF and self.images,
-                "compiled": self.compiled}
+        return {
+            "compile": self.mode.value,
+            "channels_last": self.mode is not Compile.OFF and self.images,
+            "compiled": self.compiled,
+        }

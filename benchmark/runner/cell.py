@@ -30,7 +30,7 @@ from afsl_bench.core.types import DataBundle
 from afsl_bench.detectors.base import Detector
 from afsl_bench.runner.describe import row
 from afsl_bench.runner.evaluation import clean_fingerprint, score_split
-from afsl_bench.runner.plan import build_attack, load_dataset, surrogate_spec
+from afsl_bench.runner.plan import build_attack, check_locations, load_dataset, surrogate_spec
 from afsl_bench.runner.probes import ProbeSettings, probe_indices, run_checks, store_flags
 from afsl_bench.runner.sources import Job, ModelSource, Trained, source_for, train_model, weights_origin
 from afsl_bench.store.disk import RecordStore
@@ -98,6 +98,7 @@ def run_cell(
     start = time.perf_counter()
 
     progress.on_stage("data")
+    check_locations(spec)
     home_c, home = source.data(spec)
     eval_bundle = evaluation_set(spec, home_c, home)
     check_classes(eval_bundle, "test", "the metrics (AUC, EER, per-class accuracy) need both")

@@ -20,6 +20,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -29,7 +30,7 @@ from afsl_bench.attacks.ops import attacked_mask
 from afsl_bench.attacks.vocabulary import Direction
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.speed import Compile, FrozenModel
-from afsl_bench.core.types import Split
+from afsl_bench.core.types import Batch, Split
 from afsl_bench.detectors.base import Detector
 
 
@@ -130,6 +131,43 @@ def check_numbers(scores: torch.Tensor, which: str, batch: int) -> None:
         )
 
 
+#: the most often progress inside a batch is reported (seconds)
+WITHIN_BATCH_EVERY_S = 1.0
+
+
+@dataclass
+class WithinBatch:
+    """Progress inside a batch, for attacks that run long on one batch (``--set attack.steps=100000``): the
+    model evaluations so far against the attack's budget (``Attack.forward_budget`` per attacked sample)
+    move ``on_batch`` by a fraction of the batch, at most every ``every_s`` seconds and never to its end
+    (early stops finish a batch sooner than its budget)."""
+
+    on_batch: Callable[[float, int], None]
+    total: int
+    budget: int | None
+    every_s: float = field(default_factory=lambda: WITHIN_BATCH_EVERY_S)
+    start: int = 0
+    size: int = 0
+    expected: float = 0.0
+    seen: int = 0
+    said_at: float = field(default_factory=time.monotonic)
+
+    def begin(self, start: int, batch: Batch, direction: Direction) -> Callable[[int], None] | None:
+        """The counter for the next batch's forwards (None when the attack has no budget to measure)."""
+        if not self.budget:
+            return None
+        attacked = int(attacked_mask(batch.y, direction).sum())
+        self.start, self.size, self.expected, self.seen = start, len(batch), attacked * self.budget, 0
+        return self.count
+
+    def count(self, samples: int) -> None:
+        self.seen += samples
+        now = time.monotonic()
+        if self.expected and now - self.said_at >= self.every_s:
+            self.said_at = now
+            self.on_batch(self.start + self.size * min(self.seen / self.expected, 0.99), self.total)
+
+
 def score_split(
     model: Detector | FrozenModel,
     attack: Attack,
@@ -158,10 +196,12 @@ def score_split(
     rows = []
     done = 0
     batches = math.ceil(len(split) / batch_size)
+    within = WithinBatch(on_batch, len(split), attack.forward_budget())
     for index, batch in enumerate(split.batches(batch_size)):
         batch = batch.to(device)
         if index == 0:
             model.warm_up(batch.x)  # compile (``on``) before the clock starts
+        model.on_forward = within.begin(done, batch, getattr(attack, "direction", Direction.BOTH))
         tic = time.perf_counter()
         if clean_scores is None:
             with torch.inference_mode():
@@ -189,6 +229,7 @@ def score_split(
         )
         model.after_batch(batch.x, time.perf_counter() - tic, batches - index - 1)
         on_batch(done, len(split))
+    model.on_forward = None
     columns = {key: torch.cat([r[key] for r in rows]).numpy() for key in rows[0]}
     clash = set(columns) & {"sample_id", "video_id", "method", "label"}
     if clash:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from afsl_bench.attacks import ATTACKS, Attack
 from afsl_bench.core.decision import DecisionRule, parse_decision_rule
-from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.errors import ConfigError, DataNotFoundError
 from afsl_bench.core.params import coerce, split_overrides, typed_params
 from afsl_bench.core.registry import Registry, locations, omitted_at_default, params_of_builder
 from afsl_bench.core.spec import SAMPLES, THRESHOLD, CellSpec, Component, EvalSettings, TrainSpec, to_jsonable
@@ -250,3 +251,30 @@ def build_settings(c: Component) -> TrainSettings:
 
 def load_dataset(c: Component) -> DataBundle:
     return DATASETS.build(c.name, **typed_from_spec(DATASETS.get(c.name), c))
+
+
+def missing_locations(cell: CellSpec) -> list[tuple[str, str, str]]:
+    """The data locations of a cell that do not exist, as ``(kind.key, value, data set)``: a folder's
+    ``root`` (required), a store path given as ``prepared``. Found before any work, named by the key the user
+    sets (``eval.root`` for the ``--eval-dataset``, not ``data.root``)."""
+    missing = []
+    for kind, component in (("data", cell.training.train_data), ("eval", cell.eval_data)):
+        for key in component.location:
+            value = str(component.params.get(key, ""))
+            present = (
+                bool(value) and Path(value).expanduser().is_dir()
+            )  # Path('') would be the current folder
+            if (value or component.name == "folder") and not present:
+                missing.append((f"{kind}.{key}", value, component.name))
+    return missing
+
+
+def check_locations(cell: CellSpec) -> None:
+    """A one-line error for the first missing data location of ``missing_locations``."""
+    for name, value, dataset in missing_locations(cell)[:1]:
+        what = (
+            f"a prepared store of {dataset} (afsl-bench prepare {dataset} --root RAW --out PATH writes one)"
+            if name.endswith(".prepared")
+            else f"the {dataset} data set's folder (afsl-bench list datasets says what it expects)"
+        )
+        raise DataNotFoundError(f"{name} '{value}' is not a folder: pass {what} with --set {name}=PATH")

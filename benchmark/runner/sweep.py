@@ -42,7 +42,7 @@ from afsl_bench.core.registry import did_you_mean
 from afsl_bench.core.spec import CellSpec
 from afsl_bench.runner.cell import RunOptions
 from afsl_bench.runner.executors import Executor, LocalExecutor
-from afsl_bench.runner.plan import KINDS, plan_cell
+from afsl_bench.runner.plan import KINDS, missing_locations, plan_cell
 from afsl_bench.store.disk import RecordStore
 
 #: the [sweep] keys: the lists crossed into cells
@@ -130,7 +130,13 @@ def plan_grid(raw: dict[str, Any], axes: dict[str, Any]) -> list[CellSpec]:
         axes.get("seeds", [0]),
     ):
         eval_data = eval_data if eval_data[0] is not None else (data[0], {})
-        entries = {"detector": detector, "defense": defense, "attack": attack, "data": data, "eval": eval_data}
+        entries = {
+            "detector": detector,
+            "defense": defense,
+            "attack": attack,
+            "data": data,
+            "eval": eval_data,
+        }
         overrides = common + [
             f"{kind}.{key}={_text(value)}"
             for kind, (name, own) in entries.items()
@@ -149,7 +155,9 @@ def _entry(value: Any) -> tuple[Any, dict[str, Any]]:
         params = dict(value)
         name = params.pop("name", None)
         if not isinstance(name, str):
-            raise ConfigError(f'an inline table in [sweep] needs a name, e.g. {{name = "afsl", ...}}; got {value!r}')
+            raise ConfigError(
+                f'an inline table in [sweep] needs a name, e.g. {{name = "afsl", ...}}; got {value!r}'
+            )
         return name, params
     return value, {}
 
@@ -209,12 +217,9 @@ def missing_data(suite: Suite) -> list[str]:
     as ``prepared``) that do not exist, once each, as 'data.root=PATH (N cells)'."""
     counts: dict[str, int] = {}
     for cell in suite.cells:
-        for kind, component in (("data", cell.training.train_data), ("eval", cell.eval_data)):
-            for key in component.location:
-                value = str(component.params.get(key, ""))
-                if (value or component.name == "folder") and not Path(value).expanduser().exists():
-                    label = f"{kind}.{key}={value or '(unset)'} ({component.name})"
-                    counts[label] = counts.get(label, 0) + 1
+        for name, value, dataset in missing_locations(cell):
+            label = f"{name}={value or '(unset)'} ({dataset})"
+            counts[label] = counts.get(label, 0) + 1
     return [f"{label}: {n} cell{'s' if n > 1 else ''}" for label, n in sorted(counts.items())]
 
 
