@@ -291,3 +291,82 @@ def test_a_narrow_terminal_wraps_the_labels_and_never_cuts_a_number(results, wid
         assert f"{100 * record.metrics[key]:.1f}" in words, (key, text)
     assert {"50.0", "1.2", "(n=3)", "100.0", "attacked", "accuracy"} <= words, text
     assert "…" not in text, text
+
+
+# --- bad input as a user meets it: one line naming the problem and the fix, exit 2, nothing written -------
+
+SWEEP_HEAD = '[sweep]\ndetectors = ["tiny-cnn"]\ndefenses = ["none"]\nattacks = ["fgsm"]\ndata = ["synthetic"]\n'
+
+
+def faces(root: Path, counts: dict[str, tuple[int, int]] | tuple[int, int]) -> str:
+    """A folder data set: ``(reals, fakes)`` flat, or per given split; flat colours (no image is needed whole)."""
+    splits = counts if isinstance(counts, dict) else {"": counts}
+    for split, (reals, fakes) in splits.items():
+        for label, n, base in (("real", reals, 20), ("fake", fakes, 200)):
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(np.full((32, 32, 3), base + i, np.uint8)).save(root / split / label / f"{i}.png")
+    return str(root)
+
+
+def suite(root: Path, body: str, data: str = "synthetic") -> str:
+    (root / "suite.toml").write_text(SWEEP_HEAD.replace("synthetic", data) + body)
+    return str(root / "suite.toml")
+
+
+#: (case, the command line from a temporary folder, what the one-line message says)
+BAD_INPUT = {
+    "one image per class": (
+        lambda t: ["run", "--dataset", "folder", "--set", f"data.root={faces(t / 'd', (1, 1))}"],
+        ["too few images", "1 real and 1 fake", "add images"],
+    ),
+    "a test split without fakes": (
+        lambda t: ["run", "--dataset", "folder",
+                   "--set", f"data.root={faces(t / 'd', {'train': (4, 4), 'val': (4, 4), 'test': (4, 0)})}"],
+        ["the test split", "4 real and 0 fake", "add images of the missing class"],
+    ),  # fmt: skip
+    "val_fraction=0 with training": (
+        lambda t: ["run", "--dataset", "folder", "--set", f"data.root={faces(t / 'd', (10, 10))}",
+                   "--set", "data.val_fraction=0"],
+        ["data.val_fraction=0", "no validation split", "--set data.val_fraction=0.2"],
+    ),  # fmt: skip
+    "an --eval-dataset folder without its root": (
+        lambda t: ["run", "--eval-dataset", "folder"],
+        ["eval.root '' is not a folder", "--set eval.root=PATH"],
+    ),
+    "train.lr=nan": (lambda t: ["run", "--set", "train.lr=nan"], ["lr=nan", "finite number"]),
+    "train.lr=inf": (lambda t: ["run", "--set", "train.lr=inf"], ["lr=inf", "finite number"]),
+    "eval.samples=0": (lambda t: ["run", "--set", "eval.samples=0"], ["eval.samples=0", "positive number"]),
+    "attack.eps=abc": (lambda t: ["run", "--set", "attack.eps=abc"], ["'abc' is not a number", "8/255"]),
+    'seeds = ["zero"]': (
+        lambda t: ["sweep", suite(t, 'seeds = ["zero"]\n')], ["line 6", "seeds must be whole numbers"]
+    ),
+    "seeds = [1.5, 1.9]": (
+        lambda t: ["sweep", suite(t, "seeds = [1.5, 1.9]\n")], ["seeds must be whole numbers", "[1.5, 1.9]"]
+    ),
+    "an unquoted dotted key under [set]": (
+        lambda t: ["sweep", suite(t, "[set]\ntrain.epochs = 1\n")], ["line 7", 'quote the dotted key, "train.epochs"']
+    ),
+    "a typo in data.root, --dry-run": (
+        lambda t: ["sweep", suite(t, '[set]\n"data.root" = "/no/such/fces"\n', data="folder"), "--dry-run"],
+        ["these cells would fail", "data.root=/no/such/fces"],
+    ),  # fmt: skip
+    "gate --tolerance nan": (lambda t: ["gate", "--tolerance", "nan"], ["--tolerance", "finite number >= 0"]),
+    "gate --tolerance -1": (lambda t: ["gate", "--tolerance", "-1"], ["--tolerance", "finite number >= 0"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_with_the_fix_exit_2_and_nothing_written(tmp_path, monkeypatch, case) -> None:
+    command, words = BAD_INPUT[case]
+    monkeypatch.chdir(tmp_path)
+    args = command(tmp_path)
+    if args[0] == "run":  # small and quick, like SMALL; the synthetic set's size only where it is the data
+        args = [*args, "--attack", "fgsm", *(SMALL if "folder" not in args else SMALL[-5:])]
+    outcome = invoke(*args, "--results-dir", str(tmp_path / "results"))
+    text = " ".join(outcome.output.split())
+    assert outcome.exit_code == 2, outcome.output
+    assert all(word in text for word in words), text
+    assert "Traceback" not in outcome.output and outcome.output.count("error:") == 1, outcome.output
+    assert not list((tmp_path / "results").rglob("*.json")), "no record and no checkpoint index"
+    assert not list((tmp_path / "results").rglob("*.pt")), "nothing trained"

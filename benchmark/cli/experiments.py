@@ -189,6 +189,8 @@ def gate(
     from afsl_bench.core.env import resolve_device
 
     resolve_device(device)  # once, up front, rather than one failed cell per cell
+    if tolerance is not None:
+        check_tolerance(tolerance, "--tolerance")  # a bad option is said before a missing baseline
     known = read_baseline(baseline) if (not update or baseline.is_file()) else None
     plan = suite_of(known, suite)
     allowed = check_tolerance(

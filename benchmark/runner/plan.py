@@ -90,6 +90,12 @@ def _training(
     if evaluation_only(train_c):
         check_evaluation_only(detector_c, defense_c)
     data_c = _component(DATASETS, "data", dataset, raw["data"])
+    if data_c.params.get("val_fraction") == 0 and not evaluation_only(train_c):
+        raise ConfigError(
+            f"data.val_fraction=0 leaves {dataset} no validation split, which training needs (the kept epoch "
+            "and the threshold are chosen on it): give it a share in (0, 1), e.g. --set data.val_fraction=0.2 "
+            "(0 is for evaluating published weights, train.epochs=0)"
+        )
     return TrainSpec(detector_c, defense_c, data_c, train_c, seed)
 
 
