@@ -20,7 +20,8 @@ The CLI is a thin layer over ``run``, ``train`` and ``load_detector``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def run(
     force: bool = False,
     checks: bool = True,
     compile: Compile | str = Compile.AUTO,
-    progress: Progress | None = None,
+    progress: bool | Progress | None = None,
 ) -> CellOutcome:
     """One cell by registered names, exactly as ``afsl-bench run``: train (or load) the detector with the
     defense, attack it, store and return the record. ``overrides`` are ``--set`` strings (``attack.eps=4/255``)."""
@@ -73,7 +74,8 @@ def run(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     spec = plan_cell(detector, defense, attack, dataset, eval_dataset, list(overrides), seed)
     options = RunOptions(Path(results_dir), device, batch_size, force, checks, compile=Compile(compile))
-    return run_cell(spec, options, progress)
+    with shown(progress) as callbacks:
+        return run_cell(spec, options, callbacks)
 
 
 def train(
@@ -85,13 +87,35 @@ def train(
     seed: int = 0,
     results_dir: str | Path = "results",
     device: str = "auto",
+    progress: bool | Progress | None = None,
 ) -> Detector:
     """A registered detector trained with a defense on a data set (or loaded from the checkpoint cache under
     ``results_dir``), its threshold calibrated on validation data, in eval mode on ``device``.
     ``overrides``: ``--set`` strings of kinds detector, defense, data and train (``train.epochs=10``)."""
     spec = plan_training(detector, defense, dataset, list(overrides), seed)
-    model, _ = trained_model(spec, RunOptions(results_dir=Path(results_dir), device=device))
+    with shown(progress) as callbacks:
+        model, _ = trained_model(spec, RunOptions(results_dir=Path(results_dir), device=device), callbacks)
     return model
+
+
+@contextmanager
+def shown(progress: bool | Progress | None) -> Iterator[Progress]:
+    """What ``progress=`` asks for, as the library's callbacks: ``True`` bars on stderr in a terminal (time-
+    stamped lines at each milestone elsewhere: a log, CI); ``None`` (the default) the same in a terminal and
+    one line per phase elsewhere (a notebook or a script's log stays short); ``False`` nothing; a
+    ``runner.cell.Progress`` is used as given."""
+    if isinstance(progress, Progress):
+        yield progress
+        return
+    if progress is False:
+        yield Progress()
+        return
+    from afsl_bench.cli.console import err
+    from afsl_bench.cli.progress import PhaseLines, RunProgress, quiet
+
+    drawer = PhaseLines(err) if progress is None and quiet() else RunProgress(err)
+    with drawer:
+        yield drawer.callbacks()
 
 
 def load_detector(name: str, weights: str | Path | None = None, **params: Any) -> Detector:
@@ -128,7 +152,7 @@ def evaluate(
     checks: bool = True,
     results_dir: str | Path | None = None,
     compile: Compile | str = Compile.AUTO,
-    progress: Progress | None = None,
+    progress: bool | Progress | None = None,
 ) -> CellOutcome:
     """Evaluate ``model`` clean and under ``attack`` on ``dataset``'s test split; see the module docstring.
 
@@ -164,7 +188,8 @@ def evaluate(
         compile=Compile(compile),
         write=results_dir is not None,
     )
-    return run_cell(spec, options, progress, source=Given(wrapped, named=name is not None))
+    with shown(progress) as callbacks:
+        return run_cell(spec, options, callbacks, source=Given(wrapped, named=name is not None))
 
 
 def _attack_component(attack: str, eps: float | str | None, params: dict[str, Any]) -> Component:

@@ -162,10 +162,9 @@ def train(
         for epoch in range(run.epoch + 1, settings.epochs + 1):
             run_epoch(model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify)
             save_atomic(partial_payload(model, run), partial)
-            notify(
-                {"phase": "epoch", "epochs": settings.epochs, **run.history[-1], "best_epoch": run.best_epoch}
-            )
-    result = finish(model, bundle.val, run, settings, final, device, fast.runtime())
+            kept = {} if SelectOn(settings.select_on) is SelectOn.LAST else {"best_epoch": run.best_epoch}
+            notify({"phase": "epoch", "epochs": settings.epochs, **run.history[-1], **kept})
+    result = finish(model, bundle.val, run, settings, final, device, fast.runtime(), notify)
     partial.unlink(missing_ok=True)
     notify({"phase": "done", "best_epoch": result.best_epoch, **result.val_metrics})
     return result
@@ -258,6 +257,9 @@ def run_epoch(
         robust_eps=settings.robust_val_eps,
         robust_steps=settings.robust_val_steps,
         device=device,
+        on_batch=lambda done, total: notify(
+            {"phase": "robust_val", "epoch": epoch, "done": done, "total": total}
+        ),
     )
     seconds = time.perf_counter() - start
     run.seconds += seconds
@@ -373,6 +375,7 @@ def finish(
     final: Path,
     device: torch.device | str,
     runtime: dict[str, Any] | None = None,
+    notify: Progress = lambda event: None,
 ) -> TrainResult:
     """Load the selected state, measure its robust validation accuracy (APGD-CE at the model's own rule, the
     number ``afsl-bench tune`` compares), calibrate the threshold on clean validation data, save."""
@@ -387,6 +390,7 @@ def finish(
             steps=settings.robust_val_steps,
             batch_size=2 * settings.batch_size,
             device=device,
+            on_batch=lambda done, total: notify({"phase": "robust_val", "done": done, "total": total}),
         )
         robust = {"val_robust_acc": float(((adv > 0) == sub.labels.numpy()).mean())}
     val_metrics = calibrate(model, val, 4 * settings.batch_size, device) | robust

@@ -6,6 +6,8 @@ the decision threshold is fixed on clean validation scores (never on test data: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -42,7 +44,14 @@ def margin_of(logits: torch.Tensor) -> torch.Tensor:
 
 
 def robust_margins(
-    model: Detector, split: Split, *, eps: float, steps: int, batch_size: int, device: torch.device | str
+    model: Detector,
+    split: Split,
+    *,
+    eps: float,
+    steps: int,
+    batch_size: int,
+    device: torch.device | str,
+    on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> np.ndarray:
     """Margins on APGD-CE examples (Croce & Hein, ICML 2020): the same strong attack for every defense,
     whatever the defense trains against, so epochs and defenses are ranked on one yardstick. APGD's early stop
@@ -55,6 +64,7 @@ def robust_margins(
         with torch.no_grad():
             model.eval()
             out.append(margin_of(model(x_adv)))
+        on_batch(sum(map(len, out)), len(split))
     return finite(torch.cat(out).cpu().numpy(), "robust validation")
 
 
@@ -75,6 +85,7 @@ def validate(
     robust_eps: float,
     robust_steps: int,
     device: torch.device | str,
+    on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, float]:
     """Validation accuracy at the model's own rule (margin > 0): clean, plus robust on a fixed subset of
     ``robust_samples`` samples (0: skip) under APGD-CE with ``robust_steps`` steps at ``robust_eps``."""
@@ -83,7 +94,13 @@ def validate(
     if robust_samples > 0:
         sub = robust_subset(val, robust_samples)
         adv = robust_margins(
-            model, sub, eps=robust_eps, steps=robust_steps, batch_size=2 * batch_size, device=device
+            model,
+            sub,
+            eps=robust_eps,
+            steps=robust_steps,
+            batch_size=2 * batch_size,
+            device=device,
+            on_batch=on_batch,
         )
         out["val_robust_acc"] = float(np.mean((adv > 0) == sub.labels.numpy()))
     return out

@@ -78,3 +78,59 @@ def test_prepare_prints_the_plan_and_each_tenth() -> None:
     assert "prepare: 20 videos to process, 3 already prepared" in lines[0]
     assert lines[1].endswith("1/20 videos (5 %)"), "the first video is a sign of life"
     assert len(lines) == 2 + 10 and lines[-1].endswith("20/20 videos (100 %)")
+
+
+def test_lines_appear_while_a_slow_attack_runs_on_its_one_batch(model, monkeypatch) -> None:
+    """An attack that spends its whole budget on one batch (C&W, Square with eval.samples <= 256) used to
+    be silent until it ended; its model evaluations now move the progress, so lines appear while it runs."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from afsl_bench.attacks.base import Attack
+    from afsl_bench.core.speed import Compile
+    from afsl_bench.core.types import Split
+    from afsl_bench.runner import evaluation
+
+    monkeypatch.setattr(evaluation, "WITHIN_BATCH_EVERY_S", 0.0)
+    console, sink = captured(width=200)
+    during: list[int] = []
+
+    @dataclass(frozen=True)
+    class Slow(Attack):
+        steps: int = 50
+
+        def perturb(self, net, x, y):
+            for _ in range(self.steps):
+                net(x)
+                during.append(len(sink.getvalue().splitlines()))
+            return x
+
+    x = torch.rand(40, 3, 32, 32)
+    ids = [str(i) for i in range(40)]
+    split = Split((x * 255).to(torch.uint8), torch.arange(40) % 2, ids, ids, ["m"] * 40)
+    with RunProgress(console, disable=True) as progress:
+        progress.on_stage("attack")
+        evaluation.score_split(model, Slow(), split, batch_size=64, device=torch.device("cpu"), seed=0,
+                               on_batch=progress.on_eval, compile=Compile.OFF)  # fmt: skip
+    lines = sink.getvalue().splitlines()
+    assert during[-1] >= 5, "lines printed while the attack was still running"
+    assert all("attack + eval:" in line for line in lines) and lines[-1].endswith("40/40 samples (100 %)")
+    assert "left" in lines[1], lines
+
+
+def test_the_api_says_each_phase_in_a_log_and_nothing_when_told_not_to(capsys) -> None:
+    """``afsl_bench.evaluate`` outside a terminal: one time-stamped line per phase by default (a notebook or
+    a script's log), none with ``progress=False``."""
+    import torch
+
+    import afsl_bench
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
+    data = {"n_identities": 20, "images_per_identity": 6, "resolution": 32}
+    afsl_bench.evaluate(model, attack="fgsm", data_params=data, checks=False, device="cpu")
+    lines = capsys.readouterr().err.splitlines()
+    phases = [line for line in lines if re.match(STAMP, line)]
+    assert [p.split("] ", 1)[1] for p in phases] == ["preparing data", "attack + eval"], lines
+    afsl_bench.evaluate(model, attack="fgsm", data_params=data, checks=False, device="cpu", progress=False)
+    assert capsys.readouterr().err == ""

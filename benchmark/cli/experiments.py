@@ -7,7 +7,6 @@ to ``render``; progress is drawn by ``progress``. Heavy modules are imported ins
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +30,9 @@ from afsl_bench.cli.options import (
     ResultsDir,
     Seed,
     SetOption,
+    Verbose,
     check_batch_size,
+    configure_logging,
     results_path,
 )
 from afsl_bench.core.errors import ConfigError
@@ -53,6 +54,7 @@ def run(
     ] = False,
     checks: Checks = True,
     compile: CompileOption = COMPILE,
+    verbose: Verbose = False,
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="print the record as JSON on stdout")
     ] = False,
@@ -62,7 +64,7 @@ def run(
     from afsl_bench.cli.progress import RunProgress
     from afsl_bench.store.disk import RecordStore
 
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging(verbose)
     check_batch_size(batch_size)
     with RunProgress(err) as progress:
         outcome = api.run(
@@ -99,6 +101,7 @@ def sweep(
     results_dir: ResultsDir = RESULTS_DIR,
     checks: Checks = True,
     compile: CompileOption = COMPILE,
+    verbose: Verbose = False,
     executor: Annotated[
         ExecutorKind, typer.Option(help="local: cells one after another here; ray: cells as Ray tasks")
     ] = ExecutorKind.LOCAL,
@@ -115,7 +118,7 @@ def sweep(
     from afsl_bench.runner.sweep import load_suite, missing_data, plan_status, run_sweep
     from afsl_bench.store.disk import RecordStore
 
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging(verbose)
     check_batch_size(batch_size)
     plan = load_suite(suite)  # every cell validated before anything runs
     cached, todo = plan_status(plan, results_dir)
@@ -171,6 +174,7 @@ def gate(
         ),
     ] = None,
     compile: CompileOption = COMPILE,
+    verbose: Verbose = False,
 ) -> None:
     """CI regression gate: run the baseline's suite afresh and fail when a metric moved beyond the tolerance
     (down: a regression; up: most often a weaker attack) or a new gradient-masking flag was raised."""
@@ -185,7 +189,7 @@ def gate(
     )
     from afsl_bench.runner.cell import RunOptions
 
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging(verbose)
     from afsl_bench.core.env import resolve_device
 
     resolve_device(device)  # once, up front, rather than one failed cell per cell

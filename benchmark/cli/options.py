@@ -6,6 +6,7 @@ defaults live here too, as constants.
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -101,6 +102,23 @@ class TableFormat(StrEnum):
     RICH = "rich"
     CSV = "csv"
     MARKDOWN = "markdown"
+
+
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        metavar="",
+        help="also print the speed details (a detector run unfolded or uncompiled, and why); the record keeps "
+        "them either way",
+    ),
+]
+
+
+def configure_logging(verbose: bool) -> None:
+    """Warnings for the user; with ``--verbose`` the library's info lines too."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("afsl_bench").setLevel(logging.INFO if verbose else logging.NOTSET)
 
 
 def check_batch_size(batch_size: int) -> None:

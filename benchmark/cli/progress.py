@@ -70,7 +70,9 @@ def time_left(elapsed: float, done: float, total: int) -> str:
 
 
 class RunProgress(Bars):
-    """``afsl-bench run``: a training bar, an attack + eval bar, and a line for the stages without one."""
+    """``afsl-bench run``: bars for training, robust validation and the attack, and a line for the stages
+    without one. Without a terminal: a line per epoch and per tenth of a phase, and at least one every
+    ``LINE_S`` seconds of a long phase, each with the time left where it can be estimated."""
 
     #: stages worth a line on the console (the others have progress bars)
     STAGE_LINES: ClassVar[dict[str, str]] = {
@@ -78,8 +80,8 @@ class RunProgress(Bars):
         "surrogate": "training (or loading) the transfer attack's surrogate",
         "checks": "running the gradient-masking probes (--no-checks skips them)",
     }
-    #: the longest a long attack goes without a line when there is no terminal
-    EVAL_LINE_S: ClassVar[float] = 60.0
+    #: the longest a phase goes without a line when there is no terminal
+    LINE_S: ClassVar[float] = 10.0
 
     def __init__(self, console: Console, disable: bool | None = None) -> None:
         super().__init__(
@@ -92,11 +94,10 @@ class RunProgress(Bars):
             TimeRemainingColumn(),
             disable=disable,
         )
-        self.train_task: Any = None
-        self.eval_task: Any = None
-        self.eval_said = -1  # the last tenth of the attack said as a line
-        self.eval_said_at = 0.0  # and when: a long attack gets a line at least every EVAL_LINE_S
-        self.stage_start = time.monotonic()
+        self.tasks: dict[str, Any] = {}  # bar per phase: training, robust validation, attack + eval
+        self.said: dict[str, tuple[int, float]] = {}  # per phase: the last tenth said as a line, and when
+        self.stage_start = self.train_start = self.last_event_at = time.monotonic()
+        self.phase_start: dict[str, float] = {}  # when a phase without a stage of its own began
 
     def callbacks(self) -> Any:
         """The ``afsl_bench.runner.cell.Progress`` the library calls."""
@@ -106,10 +107,35 @@ class RunProgress(Bars):
 
     def on_stage(self, stage: str) -> None:
         self.stage_start = time.monotonic()
+        if stage == "train":
+            self.train_start = self.stage_start
         if stage in self.STAGE_LINES:
             self.line(self.STAGE_LINES[stage])
 
+    def phase_line(
+        self, phase: str, done: float, total: int, text: str, start: float, tenths: bool = True
+    ) -> None:
+        """``text`` as a line when ``done`` reached a new tenth of ``total`` (``tenths``) or ``LINE_S`` passed
+        since the phase's last line, with the time left from the rate since ``start``."""
+        now = time.monotonic()
+        said, at = self.said.get(phase, (-1, start))
+        tenth = new_tenth(done, total, said) if tenths else None
+        if tenth is None and now - at < self.LINE_S:
+            return
+        self.said[phase] = (said if tenth is None else tenth, now)
+        self.line(f"{text}{time_left(now - start, done, total)}")
+
+    def bar_update(self, phase: str, done: float, total: int, info: str = "") -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.bar.add_task(phase, total=total, info="")
+        self.bar.update(self.tasks[phase], completed=done, total=total, info=info)
+
     def on_train(self, event: dict[str, Any]) -> None:
+        phase = event.get("phase")
+        if phase == "robust_val":
+            self.on_robust_val(event)
+            return
+        self.last_event_at = time.monotonic()
         if self.lines:
             self.train_line(event)
         if "steps" not in event or "epochs" not in event:
@@ -118,17 +144,30 @@ class RunProgress(Bars):
         done = (event["epoch"] - 1) * event["steps"] + event.get("step", event["steps"])
         shown = ("loss", "val_acc", "val_robust_acc")
         info = " ".join(f"{k} {v:.3f}" for k, v in event.items() if k in shown)
-        if self.train_task is None:
-            self.train_task = self.bar.add_task("training", total=total, info="")
-        self.bar.update(self.train_task, total=total, completed=done, info=f"epoch {event['epoch']} {info}")
+        self.bar_update("training", done, total, f"epoch {event['epoch']} {info}")
+        if self.lines and phase == "train":
+            self.phase_line("training", done, total, f"training: epoch {event['epoch']}/{event['epochs']}, "
+                            f"step {event['step']}/{event['steps']}, loss {event.get('loss', 0):.3f}",
+                            self.train_start, tenths=False)  # epochs are its milestones  # fmt: skip
+
+    def on_robust_val(self, event: dict[str, Any]) -> None:
+        """APGD on the validation subset: after each epoch when selecting on it (the epoch's line then says
+        its accuracy, so only a long one gets lines of its own), and once for the kept model."""
+        where = f"after epoch {event['epoch']}" if "epoch" in event else "of the kept model"
+        label, done, total = f"robust validation {where}", event["done"], event["total"]
+        start = self.phase_start.setdefault(label, self.last_event_at)
+        if self.lines and (done < total or "epoch" not in event):
+            self.phase_line(label, done, total, f"training: {label}: {done}/{total} images", start)
+        self.bar_update("robust validation", done, total, where)
 
     def train_line(self, event: dict[str, Any]) -> None:
         phase = event.get("phase")
         if phase == "epoch":
             shown = {"val_clean_acc": "val acc", "val_robust_acc": "val robust acc"}
             scores = ", ".join(f"{label} {event[k]:.3f}" for k, label in shown.items() if k in event)
+            kept = f" (kept so far: epoch {event['best_epoch']})" if "best_epoch" in event else ""
             self.line(f"training: epoch {event['epoch']}/{event['epochs']} done in {event.get('seconds', 0):.0f} s"
-                      f"{', ' + scores if scores else ''} (best so far: epoch {event['best_epoch']})")  # fmt: skip
+                      f"{', ' + scores if scores else ''}{kept}")  # fmt: skip
         elif phase == "resume":
             self.line(f"training: resuming after epoch {event['epoch']}/{event['epochs']}")
         elif phase == "cached":
@@ -137,15 +176,32 @@ class RunProgress(Bars):
     def on_eval(self, done: float, total: int) -> None:
         """``done`` counts samples; inside a long batch it is fractional (the attack's model evaluations so
         far against its budget: ``Attack.forward_budget``), so a 100,000-step attack moves too."""
-        now = time.monotonic()
-        tenth = new_tenth(done, total, self.eval_said)
-        if self.lines and (tenth is not None or now - self.eval_said_at >= self.EVAL_LINE_S):
-            self.eval_said, self.eval_said_at = (self.eval_said if tenth is None else tenth), now
-            self.line(f"attack + eval: {int(done)}/{total} samples ({100 * done / total:.0f} %)"
-                      f"{time_left(now - self.stage_start, done, total)}")  # fmt: skip
-        if self.eval_task is None:
-            self.eval_task = self.bar.add_task("attack + eval", total=total, info="")
-        self.bar.update(self.eval_task, completed=done, total=total)
+        if self.lines:
+            self.phase_line("attack + eval", done, total,
+                            f"attack + eval: {int(done)}/{total} samples ({100 * done / total:.0f} %)",
+                            self.stage_start)  # fmt: skip
+        self.bar_update("attack + eval", done, total)
+
+
+class PhaseLines(Bars):
+    """One time-stamped line per phase of a cell (data, training, attack, probes), for the Python API
+    outside a terminal: a notebook's or a script's log says where a run is without a line per batch."""
+
+    PHASES: ClassVar[dict[str, str]] = {
+        "data": "preparing data",
+        "train": "training (or loading the trained model from the checkpoint cache)",
+        "surrogate": "training (or loading) the transfer attack's surrogate",
+        "attack": "attack + eval",
+        "checks": "running the gradient-masking probes (checks=False skips them)",
+    }
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console, disable=True)
+
+    def callbacks(self) -> Any:
+        from afsl_bench.runner.cell import Progress as Callbacks
+
+        return Callbacks(on_stage=lambda stage: stage in self.PHASES and self.line(self.PHASES[stage]))
 
 
 class SweepProgress(Bars):

@@ -23,7 +23,8 @@ instead of recompiling mid-attack; subsets under ``MIN_COMPILED_BATCH`` samples 
 (torch specialises size 1, and inductor guards small batches apart).
 
 Where a step is impossible (``torch.fx`` cannot trace the detector, inductor fails to compile), the model
-falls back to the previous step and says why once per detector class (``log.warning``) and in ``runtime()``,
+falls back to the previous step and says why once per detector class (a warning under ``on``; under
+``auto`` an info line, which ``--verbose`` shows) and in ``runtime()``,
 which the record keeps under ``runtime``. None of this enters a cell's identity: every mode computes the
 same function up to float rounding, and tests hold the records equal (robust accuracy and ASR exactly, AUC
 within 1e-6; tests/test_speed.py). Reduced precision is never used.
@@ -153,7 +154,9 @@ class FrozenModel(nn.Module):
         key = (type(self.model).__name__, reason)
         if key not in _warned:
             _warned.add(key)
-            log.warning("%s: %s; running it eagerly", type(self.model).__name__, reason)
+            # asked for (``on``) a fallback is news; under ``auto`` it is a speed detail (``--verbose``)
+            level = logging.WARNING if self.mode is Compile.ON else logging.INFO
+            log.log(level, "%s: %s; running it eagerly", type(self.model).__name__, reason)
 
     def warm_up(self, x: torch.Tensor) -> None:
         """Compile now (forward with input gradient, and forward alone) on the batch ``x``, timing it; a

@@ -111,7 +111,7 @@ def run_cell(
     if options.write:
         store.check_writable()  # before the training and the attack, not after them
 
-    progress.on_stage("train")
+    progress.on_stage("train" if isinstance(source, Trained) else "model")  # "model": given or published
     resumed: list[int] = []
     job = Job(store, device, _watch_resume(progress, resumed).on_train, options.compile, options.batch_size)
     tic = time.perf_counter()
@@ -240,13 +240,17 @@ def cell_checks(
     )
 
 
-def trained_model(training: TrainSpec, options: RunOptions | None = None) -> tuple[Detector, DataBundle]:
+def trained_model(
+    training: TrainSpec, options: RunOptions | None = None, progress: Progress | None = None
+) -> tuple[Detector, DataBundle]:
     """The trained detector of a training spec (trained now, or loaded from the checkpoint cache) and its
     data: for scripts and notebooks that attack a model outside a cell."""
-    options = options or RunOptions()
+    options, progress = options or RunOptions(), progress or Progress()
     store, device = RecordStore(options.results_dir), resolve_device(options.device)
+    progress.on_stage("data")
     bundle = load_dataset(training.train_data)
-    job = Job(store, device, Progress().on_train, options.compile, options.batch_size)
+    progress.on_stage("train")
+    job = Job(store, device, progress.on_train, options.compile, options.batch_size)
     return train_model(training, bundle, job).model.to(device).eval(), bundle
 
 
