@@ -50,10 +50,37 @@ def test_a_head_other_than_the_default_linear_is_shown_in_the_detector_label():
     assert list(frame["detector"]) == ["tiny-cnn", "tiny-cnn (head=cosine)", "tiny-cnn"]
 
 
-def test_runs_that_differ_only_in_training_settings_are_not_averaged():
-    records = [record("none", "pgd", 0.1), record("none", "pgd", 0.2, overrides=["train.epochs=2"])]
-    with pytest.raises(ConfigError, match="training settings"):
-        pivot(tidy(records))
+def test_runs_that_differ_only_in_training_or_evaluation_settings_are_never_averaged_but_labelled():
+    """A 2-epoch / 100-sample model and a default one used to share one "none" row; each row now carries the
+    settings the dimensions do not show, whenever the records' settings differ."""
+    records = [
+        record("none", "pgd", 0.1),
+        record("none", "pgd", 0.2, overrides=["train.epochs=2", "eval.samples=100"]),
+        record("at", "pgd", 0.4),
+    ]
+    ((where, table),) = pivot(tidy(records))
+    assert where["settings"] == "differ, shown per row", "and the title says so"
+    assert table.loc["none", "pgd 8/255"] == "10.0" and table.loc["at", "pgd 8/255"] == "40.0"
+    assert table.loc["none (train: epochs=2; eval.samples=100)", "pgd 8/255"] == "20.0"
+    same = pivot(tidy([record("none", "pgd", 0.1), record("at", "pgd", 0.4)]))[0][1]
+    assert list(same.index) == ["at", "none"], "labels stay short when every record has the same settings"
+
+
+def test_a_minimum_norm_attack_shows_its_median_perturbation(tmp_path):
+    from afsl_bench.report.tables import load
+
+    store = RecordStore(tmp_path)
+    for attack, robust, overrides in (("cw", 0.0, []), ("pgd", 0.3, [])):
+        rec = record("none", attack, robust, overrides=overrides)
+        samples = pd.DataFrame({
+            "sample_id": list("abcd"), "video_id": list("abcd"), "method": ["m"] * 4, "label": [0, 1, 0, 1],
+            "clean_score": [-1.0, 1.0, -1.0, -1.0], "adv_score": [1.0, -1.0, 1.0, -1.0],
+            "linf": [0.01] * 4, "l2": [0.2, 0.4, 0.9, 0.0], "attacked": [True] * 4,
+        })  # fmt: skip
+        store.write(rec, samples)
+    ((_, table),) = pivot(load(tmp_path))
+    assert table.loc["none", "cw"] == "0.0 (median L2 0.400)", "over the three flipped samples"
+    assert table.loc["none", "pgd 8/255"] == "30.0", "a bounded attack's budget is in its label already"
 
 
 @pytest.mark.parametrize("kwargs, word", [

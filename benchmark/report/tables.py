@@ -35,6 +35,8 @@ EXTRA = (
     "eps",
     "norm",
     "train",
+    "settings",
+    "median_norm",
     "cell_id",
     "not_learned",
 )
@@ -49,10 +51,30 @@ def tidy(records: Iterable[Record]) -> pd.DataFrame:
 
 def load(results_dir: Path | str) -> pd.DataFrame:
     store = RecordStore(results_dir)
-    frame = tidy(store)
+    records = [r for r in store if r.ok]
+    frame = tidy(records)
     if frame.empty:
         raise ConfigError(f"no finished records under {store.records}: run a cell or a sweep first")
+    frame["median_norm"] = [median_norm(store, r) for r in records]
     return frame
+
+
+def median_norm(store: RecordStore, record: Record) -> float | None:
+    """A minimum-norm attack's (C&W, FAB without a budget) median perturbation over the samples it flipped,
+    in its norm: its robust accuracy alone says little (it flips nearly everything), the size of what it
+    needed is the result. None for a bounded attack, or when the per-sample table is missing."""
+    params = record.spec["attack"]["params"]
+    if "eps" not in params or params["eps"] is not None:
+        return None
+    try:
+        samples = store.read_samples(record.cell_id)
+    except ConfigError:
+        return None
+    column = "l2" if params.get("norm", "l2") == "l2" else "linf"
+    flipped = samples[
+        samples["attacked"].astype(bool) & ((samples["clean_score"] > 0) != (samples["adv_score"] > 0))
+    ]
+    return float(flipped[column].median()) if len(flipped) else None
 
 
 def pivot(
@@ -78,6 +100,11 @@ def pivot(
             raise ConfigError("no transfer records: the transfer matrix needs cells of the 'transfer' attack")
         frame = frame.assign(budget=[eps_label(e, "linf") for e in frame["eps"]])
         groups.append("budget")
+    labelled = "settings" in frame and frame["settings"].nunique() > 1
+    if labelled:  # never average other settings together: each row says its own
+        frame = frame.assign(
+            **{rows: [f"{r} ({s})" if s else r for r, s in zip(frame[rows], frame["settings"])]}
+        )
     clash = frame[frame.duplicated([*groups, rows, columns, "seed"], keep=False)]
     if len(clash):
         raise ConfigError(
@@ -87,20 +114,36 @@ def pivot(
         )
     tables = []
     for key, part in frame.groupby(groups, sort=True):
+        if "median_norm" not in part:
+            part = part.assign(median_norm=None)
         stats = part.groupby([rows, columns]).agg(
             mean=(metric, "mean"),
             std=(metric, "std"),
             count=(metric, "count"),
             unlearned=("not_learned", "any"),
+            norm=("median_norm", "median"),
+            norm_name=("norm", "first"),
         )
         cells = stats.apply(
             lambda s: (
-                _cell(s["mean"], s["std"], int(s["count"])) + (NOT_LEARNED_MARK if s["unlearned"] else "")
+                _cell(s["mean"], s["std"], int(s["count"]))
+                + _norm(s["norm"], s["norm_name"])
+                + (NOT_LEARNED_MARK if s["unlearned"] else "")
             ),
             axis=1,
         )
-        tables.append((dict(zip(groups, key, strict=True)), cells.unstack(columns).fillna("-")))
+        where = dict(zip(groups, key, strict=True)) | (
+            {"settings": "differ, shown per row"} if labelled else {}
+        )
+        tables.append((where, cells.unstack(columns).fillna("-")))
     return tables
+
+
+def _norm(value: float | None, norm: str | None) -> str:
+    """' (median L2 0.412)' after a minimum-norm attack's accuracy; L-inf in k/255."""
+    if value is None or pd.isna(value):
+        return ""
+    return f" (median L-inf {255 * value:.1f}/255)" if norm == "linf" else f" (median L2 {value:.3f})"
 
 
 def _cell(mean: float, std: float, n: int) -> str:

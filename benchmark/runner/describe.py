@@ -99,6 +99,14 @@ def train_label(spec: dict[str, Any]) -> str:
     return f" (train: {', '.join(diff)})" if diff else ""
 
 
+def settings_label(spec: dict[str, Any]) -> str:
+    """'train: epochs=2; eval.samples=100': what a table's dimensions do not show (the non-default training
+    settings and a test subset), so ``afsl-bench table`` can tell records of other settings apart."""
+    train = train_label(spec).strip()[1:-1]  # ' (train: epochs=2)' -> 'train: epochs=2'
+    samples = EvalSettings.split(spec["eval_data"]["params"])[0].samples
+    return "; ".join(part for part in (train, f"eval.samples={samples}" if samples else "") if part)
+
+
 def _rule(spec: dict[str, Any]) -> str:
     """' (threshold=eer)' for a cell evaluated at another decision rule than the default (margin)."""
     rule = EvalSettings.split(spec["eval_data"]["params"])[0].threshold
@@ -136,6 +144,7 @@ def row(record: Record) -> dict[str, Any]:
         "norm": params.get("norm"),
         "seed": spec["seed"],
         "train": json.dumps(spec["train"]["params"], sort_keys=True),
+        "settings": settings_label(spec),
         **(record.metrics or {}),
         "cell_id": record.cell_id,
         "not_learned": not record.learned,
