@@ -103,3 +103,44 @@ def test_afsl_ablation_bars_are_means_over_seeds_per_variant():
     heights = sorted(round(bar.get_height(), 1) for bar in ax.patches if bar.get_height() > 0)
     assert heights == [20.0, 50.0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["full AFSL", "(use_asl=False)"]
+
+
+def test_accuracy_axes_span_the_whole_range_and_the_title_says_which_attack_and_why(frame):
+    """One point or a narrow spread is never blown up to fill the axes (0-100 %), and a plot of one attack
+    says which one and how it was chosen; the same records in another order draw the same figure."""
+    fig = clean_vs_robust(frame)
+    (ax,) = fig.axes
+    assert ax.get_xlim() == (-3.0, 103.0) and ax.get_ylim() == (-3.0, 103.0)
+    title = fig._suptitle.get_text()
+    assert "under pgd 2/255" in title and "--attack picks another" in title  # a tie: the first label
+    one = clean_vs_robust(frame[frame["defense"] == "at"], attack="pgd 2/255")
+    assert "chosen with --attack" in one._suptitle.get_text() and "one model" in one._suptitle.get_text()
+    (eps_ax,) = robust_vs_eps(frame).axes
+    assert eps_ax.get_ylim() == (-3.0, 103.0)
+    shuffled = robust_vs_eps(frame.sample(frac=1, random_state=3)).axes[0]
+    assert eps_ax.get_legend_handles_labels()[1] == shuffled.get_legend_handles_labels()[1]
+
+
+def test_the_ablation_names_its_variants_and_keeps_the_attacks_they_share():
+    records = [record("afsl", a, r, overrides=o) for a, r, o in (
+        ("pgd", 0.8, []), ("pgd", 0.3, ["defense.use_asl=false"]), ("apgd", 0.5, []),
+    )]  # fmt: skip
+    fig = afsl_ablation(tidy(records))
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["full AFSL", "(use_asl=False)"]
+    assert "apgd" not in " ".join(t.get_text() for t in fig.legends[0].get_texts()), "run on one variant only"
+
+
+def test_plot_filters_and_a_single_record(tmp_path):
+    store = RecordStore(tmp_path)
+    samples = pd.DataFrame({"sample_id": ["a"], "video_id": ["a"], "method": ["m"], "label": [1],
+                            "clean_score": [1.0], "adv_score": [-1.0], "linf": [0.03], "l2": [1.0],
+                            "attacked": [True]})  # fmt: skip
+    store.write(record("none", "pgd", 0.3), samples)
+    outcome = CliRunner().invoke(app, ["plot", "--results-dir", str(tmp_path), "--attack", "pgd", "--eps", "8/255"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "one record" in outcome.output and "sweep" in outcome.output
+    wrong = CliRunner().invoke(app, ["plot", "--results-dir", str(tmp_path), "--attack", "pdg"])
+    assert wrong.exit_code == 2 and "no record has it" in wrong.output and "Did you mean" in wrong.output
+    budget = CliRunner().invoke(app, ["plot", "--results-dir", str(tmp_path), "--eps", "4/255"])
+    assert budget.exit_code == 2 and "Stored: 8/255" in budget.output

@@ -43,17 +43,28 @@ def plot(
     out_dir: Annotated[
         Path | None, typer.Option(help="where to write (default: <results-dir>/plots)")
     ] = None,
+    attack: Annotated[
+        str | None,
+        typer.Option(help="only this attack (its name, e.g. apgd, or its label as `table` shows it)"),
+    ] = None,
+    eps: Annotated[str | None, typer.Option(help="only this budget, e.g. 8/255 or 0.03")] = None,
+    detector: Annotated[str | None, typer.Option(help="only this detector (name or label)")] = None,
 ) -> None:
     """Plots from the stored records (PNG and SVG): robust accuracy vs eps, clean vs robust, cross-dataset."""
     from afsl_bench.report.plots import render_all
-    from afsl_bench.report.tables import load
+    from afsl_bench.report.tables import load, select
     from afsl_bench.store.disk import RecordStore
 
-    written, skipped = render_all(load(results_dir), out_dir or RecordStore(results_dir).plots)
+    frame = select(load(results_dir), attack=attack, eps=eps, detector=detector)
+    chosen = frame["attack"].iloc[0] if attack and frame["attack"].nunique() == 1 else None
+    written, skipped = render_all(frame, out_dir or RecordStore(results_dir).plots, chosen)
     for path in written:
         say(out, f"wrote {path}")
     for name, why in skipped.items():
         say(err, f"skipped {name}: {why}")
+    if len(frame) == 1:
+        say(err, "note: one record: each plot has one point; a sweep (e.g. afsl-bench sweep suites/smoke.toml) "
+                 "gives the curves")  # fmt: skip
     if not written:
         raise ConfigError(f"no plot could be drawn from the records in {results_dir}; see the reasons above")
 

@@ -25,11 +25,14 @@ import seaborn as sns
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.io import atomic_write
+from afsl_bench.report.tables import with_settings
 from afsl_bench.runner.describe import eps_label
 
 #: no creation date and a fixed id salt, so the same records draw byte-identical files (committed plots
 #: change only when their data does)
 METADATA = {"png": {}, "svg": {"Date": None}}
+#: accuracy axes span 0-100 % whatever the data: one point or a narrow spread is never blown up to fill them
+PERCENT = (-3.0, 103.0)
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
@@ -50,9 +53,15 @@ def _with_panel(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_attack(frame: pd.DataFrame) -> str:
-    """The attack evaluated on the most models (ties: the first label), for one-attack summaries."""
-    coverage = frame.groupby("attack")["target"].nunique().reset_index()
-    return coverage.sort_values(["target", "attack"], ascending=[False, True])["attack"].iloc[0]
+    """The attack evaluated on the most models, for one-attack summaries; ties go to a bounded attack (a
+    minimum-norm attack's accuracy says little without its perturbation size), then to the first label."""
+    coverage = frame.groupby("attack").agg(
+        models=("target", "nunique"), unbounded=("eps", lambda e: e.isna().all())
+    )
+    ranked = coverage.reset_index().sort_values(
+        ["models", "unbounded", "attack"], ascending=[False, True, True]
+    )
+    return ranked["attack"].iloc[0]
 
 
 def robust_vs_eps(frame: pd.DataFrame) -> plt.Figure:
@@ -67,8 +76,10 @@ def robust_vs_eps(frame: pd.DataFrame) -> plt.Figure:
     data["robust accuracy (%)"] = 100 * data["robust_acc"]
     grid = sns.relplot(
         data=data, x="eps (k/255)", y="robust accuracy (%)", hue="defense", col="attack_name", row="panel",
-        kind="line", marker="o", errorbar="sd", facet_kws={"sharey": True}, height=3.2, aspect=1.1,
+        hue_order=sorted(data["defense"].unique()), col_order=sorted(data["attack_name"].unique()),
+        row_order=sorted(data["panel"].unique()), kind="line", marker="o", errorbar="sd", facet_kws={"sharey": True}, height=3.2, aspect=1.1,
     )  # fmt: skip
+    grid.set(ylim=PERCENT)
     grid.set_titles(row_template="{row_name}", col_template="{col_name}")
     grid.figure.suptitle("Robust accuracy vs budget (mean ± sd over seeds)", y=1.03)
     return grid.figure
@@ -85,10 +96,15 @@ def clean_vs_robust(frame: pd.DataFrame, attack: str | None = None) -> plt.Figur
     means[["clean accuracy (%)", "robust accuracy (%)"]] = 100 * means[["clean_acc", "robust_acc"]]
     grid = sns.relplot(
         data=means, x="clean accuracy (%)", y="robust accuracy (%)", hue="defense", style="detector",
-        col="data", kind="scatter", s=80, height=4, aspect=1.1,
+        col="data", hue_order=sorted(means["defense"].unique()), style_order=sorted(means["detector"].unique()),
+        col_order=sorted(means["data"].unique()), kind="scatter", s=80, height=4, aspect=1.1,
     )  # fmt: skip
+    grid.set(xlim=PERCENT, ylim=PERCENT)
     grid.set_titles(col_template="{col_name}")
-    grid.figure.suptitle(f"Clean vs robust accuracy under {chosen} (mean over seeds)", y=1.03)
+    how = "chosen with --attack" if attack else "the attack run on the most models; --attack picks another"
+    alone = "\none model: a sweep over defenses or detectors draws the trade-off" if len(means) == 1 else ""
+    title = f"Clean vs robust accuracy under {chosen}\n({how}; mean over seeds){alone}"
+    grid.figure.suptitle(title, y=1.04 + 0.07 * title.count("\n"))
     return grid.figure
 
 
@@ -161,12 +177,17 @@ def transfer_matrix(frame: pd.DataFrame) -> plt.Figure:
 
 
 def afsl_ablation(frame: pd.DataFrame) -> plt.Figure:
-    """Robust accuracy (%) of each AFSL variant per attack: bars are means over seeds, whiskers one sd."""
+    """Robust accuracy (%) of each AFSL variant per attack: bars are means over seeds, whiskers one sd. Only
+    the attacks run on two or more variants of a panel (an ablation compares variants), in a fixed order."""
     data = frame[frame["defense_name"] == "afsl"].copy()
     if data["defense"].nunique() < 2:
         raise ConfigError("afsl_ablation needs records of two or more AFSL variants (e.g. use_asl = false)")
     data["robust accuracy (%)"] = 100 * data["robust_acc"]
     data["variant"] = data["defense"].str.removeprefix("afsl").str.strip().replace("", "full AFSL")
+    shared = data.groupby(["detector", "eval_data", "attack"])["variant"].transform("nunique") > 1
+    data = data[shared]
+    if data.empty:
+        raise ConfigError("afsl_ablation needs an attack run on two or more AFSL variants of one model")
     grid = sns.catplot(
         data=data,
         x="variant",
@@ -176,12 +197,18 @@ def afsl_ablation(frame: pd.DataFrame) -> plt.Figure:
         row="eval_data",
         kind="bar",
         errorbar="sd",
+        order=sorted(data["variant"].unique(), key=lambda v: (v != "full AFSL", v)),
+        hue_order=sorted(data["attack"].unique()),
+        col_order=sorted(data["detector"].unique()),
+        row_order=sorted(data["eval_data"].unique()),
         height=3.4,
         aspect=1.4,
         sharey=True,
     )
+    grid.set(ylim=(0, 103))
     grid.set_titles(row_template="eval {row_name}", col_template="{col_name}")
-    grid.set_xticklabels(rotation=20)
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelrotation=20, labelbottom=True)
     grid.figure.suptitle("AFSL ablation: robust accuracy per variant (mean ± sd over seeds)", y=1.03)
     return grid.figure
 
@@ -195,12 +222,17 @@ PLOTS = {
 }
 
 
-def render_all(frame: pd.DataFrame, out_dir: Path) -> tuple[list[Path], dict[str, str]]:
-    """Every plot the records allow: (files written, {plot: why it was skipped})."""
+def render_all(
+    frame: pd.DataFrame, out_dir: Path, attack: str | None = None
+) -> tuple[list[Path], dict[str, str]]:
+    """Every plot the records allow: (files written, {plot: why it was skipped}); ``attack``: the attack
+    label of the one-attack plots (default: the one run on the most models)."""
     written, skipped = [], {}
+    frame = with_settings(frame, "defense")
     for name, make in PLOTS.items():
         try:
-            written += save(make(frame), out_dir, name)
+            figure = make(frame, attack) if name == "clean_vs_robust" else make(frame)
+            written += save(figure, out_dir, name)
         except ConfigError as why:
             skipped[name] = str(why)
     return written, skipped

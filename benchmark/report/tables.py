@@ -59,6 +59,45 @@ def load(results_dir: Path | str) -> pd.DataFrame:
     return frame
 
 
+def with_settings(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``column``'s labels with each record's settings (``runner.describe.settings_label``) appended when
+    the records' settings differ, so that no table or plot averages runs of other settings together."""
+    if "settings" not in frame or frame["settings"].nunique() < 2:
+        return frame
+    labels = [f"{v} ({s})" if s else v for v, s in zip(frame[column], frame["settings"], strict=True)]
+    return frame.assign(**{column: labels})
+
+
+def select(
+    frame: pd.DataFrame, *, attack: str | None = None, eps: str | None = None, detector: str | None = None
+) -> pd.DataFrame:
+    """The rows of one attack (its registered name or its label), budget (``8/255`` or a float) and
+    detector (name or label); a filter that matches nothing names what there is."""
+    from afsl_bench.core.params import parse_number
+
+    wanted = frame
+    for column, names, value in (
+        ("attack", "attack_name", attack),
+        ("detector", "detector_name", detector),
+    ):
+        if value is not None:
+            wanted = wanted[(wanted[column] == value) | (wanted[names] == value)]
+            if wanted.empty:
+                there = sorted(set(frame[names]) | set(frame[column]))
+                raise ConfigError(f"--{column} {value}: no record has it.{did_you_mean(value, there)} "
+                                  f"Stored: {', '.join(there)}")  # fmt: skip
+    if eps is not None:
+        try:
+            budget = parse_number(eps)
+        except ValueError as error:
+            raise ConfigError(f"--eps {error}") from None
+        wanted = wanted[(wanted["eps"] - budget).abs() < 1e-9]
+        if wanted.empty:
+            there = sorted({eps_label(e, "linf") for e in frame["eps"].dropna()})
+            raise ConfigError(f"--eps {eps}: no record at that budget. Stored: {', '.join(there) or 'none'}")
+    return wanted
+
+
 def median_norm(store: RecordStore, record: Record) -> float | None:
     """A minimum-norm attack's (C&W, FAB without a budget) median perturbation over the samples it flipped,
     in its norm: its robust accuracy alone says little (it flips nearly everything), the size of what it
@@ -101,10 +140,7 @@ def pivot(
         frame = frame.assign(budget=[eps_label(e, "linf") for e in frame["eps"]])
         groups.append("budget")
     labelled = "settings" in frame and frame["settings"].nunique() > 1
-    if labelled:  # never average other settings together: each row says its own
-        frame = frame.assign(
-            **{rows: [f"{r} ({s})" if s else r for r, s in zip(frame[rows], frame["settings"])]}
-        )
+    frame = with_settings(frame, rows)  # never average other settings together: each row says its own
     clash = frame[frame.duplicated([*groups, rows, columns, "seed"], keep=False)]
     if len(clash):
         raise ConfigError(
