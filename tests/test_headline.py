@@ -1,4 +1,4 @@
-"""The benchmark's headline claims on the embedded data set, with every default (README's table).
+"""The benchmark's headline claims on the embedded data set, with every default (docs/results.md's tables).
 
 Slow (several minutes on 2 CPU cores): run with `pytest -m slow`; CI runs it after the fast suite.
 """

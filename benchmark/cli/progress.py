@@ -247,7 +247,11 @@ class SweepProgress(Bars):
                 f"[red]failed[/] {escape(describe(cell))}: {escape(reason)} (all of it in its record)"
             )
         if self.lines and status in ("done", "failed"):
-            left_text = "" if left is None else f"; about {timedelta(seconds=round(left))} left"
+            left_text = (
+                ""
+                if left is None or finished == self.bar.tasks[0].total
+                else f"; about {timedelta(seconds=round(left))} left"
+            )
             note = f": {reason} (all of it in its record)" if status == "failed" else ""
             self.line(f"[{finished}/{self.bar.tasks[0].total}] {status}: {describe(cell)}{note}{left_text}")
 
