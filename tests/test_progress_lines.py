@@ -134,3 +134,13 @@ def test_the_api_says_each_phase_in_a_log_and_nothing_when_told_not_to(capsys) -
     assert [p.split("] ", 1)[1] for p in phases] == ["preparing data", "attack + eval"], lines
     afsl_bench.evaluate(model, attack="fgsm", data_params=data, checks=False, device="cpu", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_predict_scoring_says_its_progress_per_tenth() -> None:
+    console, sink = captured(width=200)
+    with RunProgress(console, disable=True) as progress:
+        for done in range(32, 321, 32):
+            progress.on_phase("attack + scoring", done, 320)
+    lines = sink.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].endswith(("left", "(10 %)")) and "attack + scoring: 32/320 images" in lines[0]
+    assert lines[-1].endswith("attack + scoring: 320/320 images (100 %)")

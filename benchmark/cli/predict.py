@@ -57,6 +57,7 @@ def predict(
 
     from afsl_bench.attacks import ATTACKS
     from afsl_bench.cli import render
+    from afsl_bench.cli.progress import RunProgress
     from afsl_bench.core.env import resolve_device
     from afsl_bench.core.params import split_overrides, typed_params
     from afsl_bench.detectors import DETECTORS
@@ -88,7 +89,15 @@ def predict(
         err,
         f"scoring {len(items)} image(s) with {model or detector}" + (f" under {attack}" if attack else ""),
     )
-    table, adversarial = run.predict(network.to(where), items, bound, where)
+    with RunProgress(err) as progress:
+        label = "attack + scoring" if bound is not None else "scoring"
+        table, adversarial = run.predict(
+            network.to(where),
+            items,
+            bound,
+            where,
+            on_batch=lambda done, total: progress.on_phase(label, done, total),
+        )
     videos = run.video_means(table)
     if as_json:
         sys.stdout.write(table.to_json(orient="records", indent=1) + "\n")

@@ -173,6 +173,14 @@ class RunProgress(Bars):
         elif phase == "cached":
             self.line("training: the trained model is in the checkpoint cache")
 
+    def on_phase(self, label: str, done: float, total: int, unit: str = "images") -> None:
+        """A phase of its own (``predict``'s scoring): a bar, or lines at each tenth and every ``LINE_S``."""
+        start = self.phase_start.setdefault(label, time.monotonic())
+        if self.lines:
+            self.phase_line(label, done, total, f"{label}: {int(done)}/{total} {unit} ({100 * done / total:.0f} %)",
+                            start)  # fmt: skip
+        self.bar_update(label, done, total)
+
     def on_eval(self, done: float, total: int) -> None:
         """``done`` counts samples; inside a long batch it is fractional (the attack's model evaluations so
         far against its budget: ``Attack.forward_budget``), so a 100,000-step attack moves too."""

@@ -15,7 +15,7 @@ is a multiple of 1/255 the rounded image stays inside the ball).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +132,7 @@ def predict(
     attack: Attack | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 32,
+    on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[pd.DataFrame, torch.Tensor | None]:
     """One row per item (clean P(fake) and decision; with ``attack`` also the adversarial ones, the L-inf
     of the change and its SSIM), and the adversarial images [N, 3, H, W] in [0, 1] (None without attack)."""
@@ -152,6 +153,7 @@ def predict(
             batch["ssim"] = perceptual(x.cpu(), x_adv.cpu())["ssim"]
             adversarial.append(x_adv.cpu())
         rows.append(pd.DataFrame({k: v.numpy() for k, v in batch.items()}))
+        on_batch(min(start + batch_size, len(items)), len(items))
     table = pd.concat(rows, ignore_index=True)
     table.insert(0, "input", [str(item.source) for item in items])
     table.insert(1, "frame", pd.array([item.frame for item in items], dtype="Int64"))
