@@ -15,22 +15,29 @@ from afsl_bench.store.disk import RecordStore
 from afsl_bench.store.record import Record
 
 
-def record(defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None) -> Record:
+def record(
+    defense: str, attack: str, robust: float, seed: int = 0, overrides: list[str] | None = None
+) -> Record:
     spec = plan_cell("tiny-cnn", defense, attack, "synthetic", overrides=overrides or [], seed=seed)
-    return Record.from_json({
-        "cell_id": spec.cell_id,
-        "train_id": spec.training.train_id,
-        "status": "ok",
-        "spec": spec.to_json(),
-        "metrics": {"clean_acc": 0.9, "robust_acc": robust, "clean_auc": 0.95},
-    })
+    return Record.from_json(
+        {
+            "cell_id": spec.cell_id,
+            "train_id": spec.training.train_id,
+            "status": "ok",
+            "spec": spec.to_json(),
+            "metrics": {"clean_acc": 0.9, "robust_acc": robust, "clean_auc": 0.95},
+        }
+    )
 
 
 def test_pivot_means_over_seeds_and_labels_budgets_and_changed_parameters():
     records = [
-        record("none", "pgd", 0.10, seed=0), record("none", "pgd", 0.30, seed=1),
-        record("at", "pgd", 0.40), record("at", "apgd", 0.35, overrides=["attack.steps=20"]),
-        record("at", "jpeg", 0.80), Record("x", "failed", {}),
+        record("none", "pgd", 0.10, seed=0),
+        record("none", "pgd", 0.30, seed=1),
+        record("at", "pgd", 0.40),
+        record("at", "apgd", 0.35, overrides=["attack.steps=20"]),
+        record("at", "jpeg", 0.80),
+        Record("x", "failed", {}),
     ]
     ((where, table),) = pivot(tidy(records))
     assert where == {"detector": "tiny-cnn", "train_data": "synthetic", "eval_data": "synthetic"}
@@ -67,25 +74,31 @@ def test_runs_that_differ_only_in_training_or_evaluation_settings_are_never_aver
 
 
 def test_a_minimum_norm_attack_shows_its_median_perturbation(tmp_path):
+    """From the record's ``perturbation``: the median L2 over the samples the attack broke."""
     from afsl_bench.report.tables import load
 
     store = RecordStore(tmp_path)
-    for attack, robust, overrides in (("cw", 0.0, []), ("pgd", 0.3, [])):
-        rec = record("none", attack, robust, overrides=overrides)
-        samples = pd.DataFrame({
-            "sample_id": list("abcd"), "video_id": list("abcd"), "method": ["m"] * 4, "label": [0, 1, 0, 1],
-            "clean_score": [-1.0, 1.0, -1.0, -1.0], "adv_score": [1.0, -1.0, 1.0, -1.0],
-            "linf": [0.01] * 4, "l2": [0.2, 0.4, 0.9, 0.0], "attacked": [True] * 4,
-        })  # fmt: skip
+    samples = pd.DataFrame({"sample_id": ["a"], "video_id": ["a"], "method": ["m"], "label": [1],
+                            "clean_score": [1.0], "adv_score": [-1.0], "linf": [0.01], "l2": [0.4],
+                            "attacked": [True]})  # fmt: skip
+    for attack, robust in (("cw", 0.0), ("pgd", 0.3)):
+        rec = record("none", attack, robust).replace(
+            perturbation={"l2_median_broken": 0.4, "linf_median_broken": 0.01}
+        )
         store.write(rec, samples)
     ((_, table),) = pivot(load(tmp_path))
-    assert table.loc["none", "cw"] == "0.0 (median L2 0.400)", "over the three flipped samples"
+    assert table.loc["none", "cw"] == "0.0 (median L2 0.400)"
     assert table.loc["none", "pgd 8/255"] == "30.0", "a bounded attack's budget is in its label already"
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"metric": "robust_ac"}, "Did you mean"), ({"rows": "seed"}, "--rows"), ({"columns": "detectr"}, "--columns"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"metric": "robust_ac"}, "Did you mean"),
+        ({"rows": "seed"}, "--rows"),
+        ({"columns": "detectr"}, "--columns"),
+    ],
+)
 def test_bad_table_arguments(kwargs, word):
     with pytest.raises(ConfigError, match=word):
         pivot(tidy([record("none", "pgd", 0.1)]), **kwargs)
@@ -116,8 +129,11 @@ def test_transfer_matrix_is_surrogate_by_target_per_budget():
         return record(defense, "transfer", robust, seed, [f"attack.surrogate_detector={detector}"])
 
     records = [
-        transfer("none", "meso4", 0.2), transfer("none", "meso4", 0.4, seed=1), transfer("at", "meso4", 0.7),
-        transfer("none", "resnet", 0.3), record("none", "pgd", 0.0),  # not a transfer cell: left out
+        transfer("none", "meso4", 0.2),
+        transfer("none", "meso4", 0.4, seed=1),
+        transfer("at", "meso4", 0.7),
+        transfer("none", "resnet", 0.3),
+        record("none", "pgd", 0.0),  # not a transfer cell: left out
     ]
     ((where, table),) = pivot(tidy(records), rows="surrogate", columns="target")
     assert where == {"train_data": "synthetic", "eval_data": "synthetic", "budget": "8/255"}

@@ -61,14 +61,21 @@ def print_table(console: Console, table: Table) -> None:
 def fitting_width(console: Console, table: Table) -> int:
     """The narrowest width, from the console's, at which rich lays ``table`` out without cropping a column
     below its ``min_width`` (rich's collapse shrinks the widest wrappable column first, so the table's
-    measured minimum is not always reachable)."""
+    measured minimum is not always reachable). A wider layout never fits worse, so it is bisected."""
     span = Measurement.get(console, console.options.update_width(10_000), table)
     extra = table._extra_width  # borders and edges: rich's own layout, read rather than re-derived
-    for width in range(min(console.width, span.maximum), span.maximum):
+
+    def fits(width: int) -> bool:
         widths = table._calculate_column_widths(console, console.options.update_width(width - extra))
-        if sum(widths) + extra <= width:
-            return width
-    return span.maximum
+        return sum(widths) + extra <= width
+
+    low, high = min(console.width, span.maximum), span.maximum
+    if fits(low):
+        return low
+    while high - low > 1:  # fits(high) holds: the natural width
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
 
 
 def pct(value: float | None) -> str:

@@ -45,17 +45,17 @@ NOT_LEARNED_MARK = " [not learned]"
 
 
 def tidy(records: Iterable[Record]) -> pd.DataFrame:
-    """One row per finished (ok) record: its dimensions, every metric, and the cell id."""
-    return pd.DataFrame([row(r) for r in records if r.ok])
+    """One row per finished (ok) record: its dimensions, every metric, a minimum-norm attack's median
+    perturbation, and the cell id."""
+    finished = [r for r in records if r.ok]
+    return pd.DataFrame([row(r) | {"median_norm": median_norm(r)} for r in finished])
 
 
 def load(results_dir: Path | str) -> pd.DataFrame:
     store = RecordStore(results_dir)
-    records = [r for r in store if r.ok]
-    frame = tidy(records)
+    frame = tidy(store)
     if frame.empty:
         raise ConfigError(f"no finished records under {store.records}: run a cell or a sweep first")
-    frame["median_norm"] = [median_norm(store, r) for r in records]
     return frame
 
 
@@ -98,22 +98,16 @@ def select(
     return wanted
 
 
-def median_norm(store: RecordStore, record: Record) -> float | None:
-    """A minimum-norm attack's (C&W, FAB without a budget) median perturbation over the samples it flipped,
-    in its norm: its robust accuracy alone says little (it flips nearly everything), the size of what it
-    needed is the result. None for a bounded attack, or when the per-sample table is missing."""
+def median_norm(record: Record) -> float | None:
+    """A minimum-norm attack's (C&W, FAB without a budget) median perturbation over the samples it broke
+    (correct on clean input, wrong under attack: the record's ``perturbation``), in its norm: its robust
+    accuracy alone says little (it breaks nearly everything), the size of what it needed is the result.
+    None for a bounded attack, or when it broke nothing."""
     params = record.spec["attack"]["params"]
     if "eps" not in params or params["eps"] is not None:
         return None
-    try:
-        samples = store.read_samples(record.cell_id)
-    except ConfigError:
-        return None
-    column = "l2" if params.get("norm", "l2") == "l2" else "linf"
-    flipped = samples[
-        samples["attacked"].astype(bool) & ((samples["clean_score"] > 0) != (samples["adv_score"] > 0))
-    ]
-    return float(flipped[column].median()) if len(flipped) else None
+    key = "l2_median_broken" if params.get("norm", "l2") == "l2" else "linf_median_broken"
+    return (record.perturbation or {}).get(key)
 
 
 def pivot(

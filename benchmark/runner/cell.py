@@ -24,12 +24,13 @@ from afsl_bench.attacks.base import AttackContext
 from afsl_bench.core.decision import DecisionRule, says_fake
 from afsl_bench.core.env import resolve_device
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.operating import operating_points
 from afsl_bench.core.spec import CellSpec, Component, TrainSpec, content_hash
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import DataBundle
 from afsl_bench.detectors.base import Detector
 from afsl_bench.runner.describe import row
-from afsl_bench.runner.evaluation import clean_fingerprint, score_split
+from afsl_bench.runner.evaluation import clean_fingerprint, real_scores, score_split
 from afsl_bench.runner.plan import build_attack, check_locations, load_dataset, surrogate_spec
 from afsl_bench.runner.probes import ProbeSettings, probe_indices, run_checks, store_flags
 from afsl_bench.runner.sources import Job, ModelSource, Trained, source_for, train_model, weights_origin
@@ -141,6 +142,7 @@ def run_cell(
     )
     if clean_scores is None and source.cached:
         store.write_clean_scores(clean_key, torch.tensor(samples["clean_score"].to_numpy()), fingerprint)
+    operating = operating_at_fixed_fpr(fast, home, samples, options.batch_size, device)
     timings["eval_s"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -166,12 +168,24 @@ def run_cell(
         runtime=fast.runtime() | ({"training": trained.runtime} if trained.runtime else {}),
         flags=flags,
         weights=weights_origin(spec),
+        operating=operating,
     )
     across = store_flags([*_related(store, spec), record]) if source.cached else []
     record = record.replace(flags=record.flags | {"store": across})
     if options.write:
         store.write(record, samples)
     return CellOutcome(record, cached=False, samples=samples)
+
+
+def operating_at_fixed_fpr(
+    model: FrozenModel, home: DataBundle, samples: pd.DataFrame, batch_size: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The deployment metrics (``core.operating``): thresholds set on the clean scores of the model's own
+    validation reals, as a deployer fixes them before any attack; none without validation reals (published
+    weights scoring a whole folder), said in the record."""
+    if not (home.val.labels == 0).any():
+        return {}, {"skipped": f"{home.name} has no validation reals to set a false-positive rate on"}
+    return operating_points(real_scores(model, home.val, batch_size, device), samples)
 
 
 def check_classes(bundle: DataBundle, split: str, why: str) -> None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -133,6 +134,18 @@ def check_numbers(scores: torch.Tensor, which: str, batch: int) -> None:
 
 #: the most often progress inside a batch is reported (seconds)
 WITHIN_BATCH_EVERY_S = 1.0
+
+
+def real_scores(model: FrozenModel, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
+    """The clean margins of a split's reals (a deployer's threshold is set on them: ``core.operating``)."""
+    reals = split.subset(torch.nonzero(split.labels == 0).squeeze(1))
+    out = []
+    with torch.inference_mode():
+        for batch in reals.batches(batch_size):
+            out.append(margin(model(batch.to(device).x)).float().cpu())
+    scores = torch.cat(out).numpy() if out else np.zeros(0)
+    check_numbers(torch.from_numpy(scores), "clean validation", 0)
+    return scores
 
 
 @dataclass

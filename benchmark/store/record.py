@@ -59,6 +59,7 @@ class Record:
     timings: dict[str, float] | None = None
     runtime: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
+    operating_points: dict[str, Any] | None = None
     error: dict[str, str] | None = None
     created: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -152,13 +153,16 @@ def make_record(
     runtime: dict[str, Any] | None = None,
     flags: dict[str, Any] | None = None,
     weights: dict[str, Any] | None = None,
+    operating: tuple[dict[str, float], dict[str, Any]] | None = None,
 ) -> Record:
     """The standard record of one cell (schema in docs/records.md), complete: ``trained`` is the
     ``TrainResult`` the model came with (its threshold is the one the metrics used), ``surrogates`` the
     training ids of a transfer attack's surrogates, ``runtime`` how the frozen model and the training step
     ran, ``flags`` the probes' flags, ``weights`` where the detector's weights file came from (``source``,
-    ``file``, ``sha256``; None when it was built from scratch)."""
-    metrics = summarise(samples)
+    ``file``, ``sha256``; None when it was built from scratch), ``operating`` the deployment metrics and
+    their thresholds (``core.operating``)."""
+    deployment, points = operating or ({}, None)
+    metrics = summarise(samples) | deployment
     rule = spec.evaluation.threshold
     return Record.from_json({
         "cell_id": spec.cell_id,
@@ -190,6 +194,7 @@ def make_record(
         "surrogates": list(surrogates or []),
         "runtime": runtime or {},
         "decision": {"rule": rule.value, "threshold": float(trained.model.threshold)},
+        "operating_points": points,
         "flags": dict(flags or {"checked": False}),
         "env": environment(device),
         "timings": {k: round(v, 3) for k, v in timings.items()},
