@@ -65,3 +65,30 @@ def test_every_record_carries_them_with_the_thresholds_it_used(tmp_path) -> None
     assert {"clean_tpr_at_fpr1", "robust_tpr_at_fpr5", "robust_fpr_at_fpr1"} <= set(record.metrics)
     stored = type(record).from_json(record.to_json())
     assert stored.operating_points == record.operating_points
+
+
+def deployed(defense: str, seed: int, caught: float | None):
+    from test_tables import record
+
+    rec = record(defense, "autoattack-binary", 0.5, seed=seed)
+    if caught is None:
+        return rec
+    extra = {"clean_tpr_at_fpr1": 0.98, "robust_tpr_at_fpr1": caught, "robust_fpr_at_fpr1": 0.5}
+    return rec.replace(metrics=rec.metrics | extra)
+
+
+def test_the_leaderboard_and_model_info_show_them_only_where_every_record_has_them() -> None:
+    from afsl_bench.report.leaderboard.model_info import model_info
+    from afsl_bench.report.leaderboard.sections import deployment
+    from afsl_bench.report.tables import tidy
+
+    records = [deployed(d, s, c) for d, cs in (("at", (0.6, 0.8)), ("none", (0.1, 0.1))) for s, c in enumerate(cs)]
+    text = deployment(tidy(records))
+    rows = [line for line in text.splitlines() if line.startswith("| tiny-cnn")]
+    assert "fakes caught at 1 % false positives" in text and len(rows) == 2
+    assert rows[0].startswith("| tiny-cnn | at |") and "70.0 ± 14.1" in rows[0], "ranked by caught under attack"
+    (entry,) = [e for e in model_info(records).values() if e["name"].startswith("tiny-cnn + at")]
+    assert entry["autoattack_tpr_at_1fpr"] == "70.00" and entry["clean_tpr_at_1fpr"] == "98.00"
+    older = [*records, deployed("at", 2, None)]
+    assert deployment(tidy(older)) == "", "no partial section from a store that mixes older records"
+    assert all("autoattack_tpr_at_1fpr" not in e for e in model_info(older).values() if "+ at " in e["name"])

@@ -43,7 +43,9 @@ def print_table(console: Console, table: Table) -> None:
     when even that is wider than the terminal, the table is printed at that width (the terminal wraps the
     lines) rather than cropped to an ellipsis."""
     for column in table.columns:
-        words = [w for cell in (column.header, *column.cells) for w in Text.from_markup(str(cell)).plain.split()]
+        words = [
+            w for cell in (column.header, *column.cells) for w in Text.from_markup(str(cell)).plain.split()
+        ]
         column.min_width = max(map(len, words), default=1)
         column.overflow = "fold"
     needed = fitting_width(console, table)
@@ -192,6 +194,18 @@ def result_table(record: Record, cached: bool) -> Table:
         cells = [pct(metrics.get(f"{p}{where}_{key}")) for p in levels for where in ("clean", "robust")]
         table.add_row(name, *cells)
     table.add_row("attack success rate", *[s for p in levels for s in ("", pct(metrics[f"{p}asr"]))])
+    # deployment: thresholds fixed on the clean validation reals (frame level; core/operating.py)
+    for tag, share in (("fpr1", "1 %"), ("fpr5", "5 %")):
+        if f"clean_tpr_at_{tag}" in metrics:
+            used = ((record.operating_points or {}).get(tag) or {}).get("used")
+            said = (
+                share if used is None or abs(used - float(share[:-2]) / 100) < 1e-9 else f"{100 * used:.1f} %"
+            )
+            spare = ["", ""] * (len(levels) - 1)
+            table.add_row(f"fakes caught at {said} FPR", pct(metrics[f"clean_tpr_at_{tag}"]),
+                          pct(metrics[f"robust_tpr_at_{tag}"]), *spare)  # fmt: skip
+            table.add_row("  reals flagged there", pct(metrics[f"clean_fpr_at_{tag}"]),
+                          pct(metrics[f"robust_fpr_at_{tag}"]), *spare)  # fmt: skip
     for name, after in (record.after_round_trip or {}).items():
         cells = [s for p in levels for s in ("", pct(after[f"{p}robust_acc"]))]
         table.add_row(f"accuracy after {name}", *cells)

@@ -47,8 +47,17 @@ def model_info(records: list[Record]) -> dict[Path, dict[str, Any]]:
                 "version, whose DLR and targeted members need three or more classes."
             ),
             "unreliable": False,
-        }
+        } | _deployment(part)
     return out
+
+
+def _deployment(part: Any) -> dict[str, str]:
+    """The fakes caught at 1 % false positives (threshold fixed on clean validation reals, core/operating.py),
+    clean and under the ranking attack, where the records carry them (from 2026-12-06)."""
+    keys = {"clean_tpr_at_1fpr": "clean_tpr_at_fpr1", "autoattack_tpr_at_1fpr": "robust_tpr_at_fpr1"}
+    if any(column not in part or part[column].isna().any() for column in keys.values()):
+        return {}
+    return {name: f"{100 * part[column].mean():.2f}" for name, column in keys.items()}
 
 
 def write_model_info(root: Path, entries: dict[Path, dict[str, Any]]) -> list[Path]:

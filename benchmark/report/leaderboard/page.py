@@ -15,6 +15,7 @@ from afsl_bench.report.leaderboard.sections import (
     ablated,
     ablation,
     cross_dataset,
+    deployment,
     flags,
     perceptual_budget,
     ranking,
@@ -60,9 +61,7 @@ FAMILIES = {
 }
 
 
-def render(
-    records: list[Record], suite_path: Path | str, plots: dict[str, str], banner: str = ""
-) -> str:
+def render(records: list[Record], suite_path: Path | str, plots: dict[str, str], banner: str = "") -> str:
     """The markdown block: settings, the ranking, the paper reproduction, one table per attack family, the
     AFSL ablation, the transfer matrix, cross-dataset clean accuracy, flags and plots, after ``banner``
     (``incomplete``'s, when cells are missing). The main tables hold every record but AFSL's ablation
@@ -74,7 +73,13 @@ def render(
     frame = tidy(records)
     frame["family"] = frame["attack_name"].map(family)
     main = frame[~ablated(frame)]
-    parts = [banner, settings(records, frame, suite_path), ranking(main), paper_reproduction(frame)]
+    parts = [
+        banner,
+        settings(records, frame, suite_path),
+        ranking(main),
+        deployment(main),
+        paper_reproduction(frame),
+    ]
     for name, title in FAMILIES.items():
         part = main[(main["family"] == name) & main["surrogate"].isna()]
         if name == "black-box":  # the default transfer cell (resnet surrogate) is a black-box column
