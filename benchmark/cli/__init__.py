@@ -5,7 +5,7 @@ partial training checkpoint so the same command resumes. Results go to stdout (a
 JSON with ``--json``); progress goes to stderr.
 
 The commands live in ``experiments`` (run, sweep, gate), ``reports`` (list, plot, leaderboard, table, tune) and
-``predict``, ``prepare``, ``ceiling``, ``convert`` (convert-weights); the options they share in ``options``, what they print in ``render`` and ``progress``. Importing
+``predict``, ``certify``, ``prepare``, ``ceiling``, ``convert`` (convert-weights); the options they share in ``options``, what they print in ``render`` and ``progress``. Importing
 this package imports no torch, pandas or registry: every command imports what it needs when it runs.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from afsl_bench.cli import ceiling, convert, experiments, predict, prepare, reports
+from afsl_bench.cli import ceiling, certify, convert, experiments, predict, prepare, reports
 from afsl_bench.cli.console import renamed, user_errors
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ COMMANDS = {
     "table": reports.table,
     "tune": reports.tune,
     "predict": predict.predict,
+    "certify": certify.certify,
     "prepare": prepare.prepare,
     "ceiling": ceiling.ceiling,
     "convert-weights": convert.convert_weights,
