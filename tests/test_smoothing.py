@@ -143,3 +143,26 @@ def test_the_command_prints_the_table_and_refuses_bad_settings(tmp_path) -> None
     assert "abstained on" in outcome.output and len(list((tmp_path / "certified").glob("*.json"))) == 1
     bad = CliRunner().invoke(app, [*base, "--sigma", "0"])
     assert bad.exit_code == 2 and "sigma=0.0" in bad.output
+
+
+@pytest.mark.reference
+def test_radii_agree_with_arts_randomized_smoothing() -> None:
+    """ART's ``PyTorchRandomizedSmoothing.certify`` is Cohen et al.'s CERTIFY too (numpy noise, its own
+    Clopper-Pearson bound): on the same linear detector both radii estimate the same distance."""
+    pytest.importorskip("art")
+    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    w = torch.randn(3 * 4 * 4)
+    model, sigma, n = Linear(w, 0.0), 0.25, 20_000
+    distances = torch.tensor([0.40, 0.15, -0.30])
+    x = (distances[:, None] * w / w.norm()).view(3, 3, 4, 4)
+    reference = PyTorchRandomizedSmoothing(
+        model, torch.nn.CrossEntropyLoss(), input_shape=(3, 4, 4), nb_classes=2, device_type="cpu",
+        sample_size=100, scale=sigma, alpha=0.001,
+    )  # fmt: skip
+    art_class, art_radius = reference.certify(x.numpy(), n=n, batch_size=5_000)
+    ours_class, ours_radius = certify(model, x, sigma, n0=100, n=n, alpha=0.001, batch_size=5_000)
+    assert list(ours_class) == list(art_class) == [1, 1, 0]
+    assert np.abs(ours_radius - art_radius).max() < 0.02, (ours_radius, art_radius)
