@@ -81,8 +81,8 @@ def test_prepare_prints_the_plan_and_each_tenth() -> None:
 
 
 def test_lines_appear_while_a_slow_attack_runs_on_its_one_batch(model, monkeypatch) -> None:
-    """An attack that spends its whole budget on one batch (C&W, Square with eval.samples <= 256) used to
-    be silent until it ended; its model evaluations now move the progress, so lines appear while it runs."""
+    """An attack that spends its whole budget on one batch (C&W, Square with eval.samples <= 256): its model
+    evaluations move the progress, so lines appear while it runs, not only when it ends."""
     from dataclasses import dataclass
 
     import torch

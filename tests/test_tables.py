@@ -58,7 +58,7 @@ def test_a_head_other_than_the_default_linear_is_shown_in_the_detector_label():
 
 
 def test_runs_that_differ_only_in_training_or_evaluation_settings_are_never_averaged_but_labelled():
-    """A 2-epoch / 100-sample model and a default one used to share one "none" row; each row now carries the
+    """A 2-epoch / 100-sample model and a default one never share one "none" row: each row carries the
     settings the dimensions do not show, whenever the records' settings differ."""
     records = [
         record("none", "pgd", 0.1),

@@ -53,7 +53,7 @@ def model_info(records: list[Record]) -> dict[Path, dict[str, Any]]:
 
 def _deployment(part: Any) -> dict[str, str]:
     """The fakes caught at 1 % false positives (threshold fixed on clean validation reals, core/operating.py),
-    clean and under the ranking attack, where the records carry them (from 2026-12-06)."""
+    clean and under the ranking attack, where every record carries them (older records lack them)."""
     keys = {"clean_tpr_at_1fpr": "clean_tpr_at_fpr1", "autoattack_tpr_at_1fpr": "robust_tpr_at_fpr1"}
     if any(column not in part or part[column].isna().any() for column in keys.values()):
         return {}

@@ -99,7 +99,7 @@ DEPLOYMENT = ("clean_tpr_at_fpr1", "robust_tpr_at_fpr1", "robust_fpr_at_fpr1")
 
 def deployment(frame: pd.DataFrame) -> str:
     """Fakes caught at a 1 % false-alarm rate fixed on clean validation reals, clean and under the ranking
-    attack, with the reals the attack then gets flagged; only from records that carry them (2026-12-06 on),
+    attack, with the reals the attack then gets flagged; only from records that carry them (older ones lack them),
     so an older store gives no section rather than a partial one."""
     rows = frame[frame["attack_name"] == RANKING]
     if rows.empty or any(c not in rows or rows[c].isna().any() for c in DEPLOYMENT):
