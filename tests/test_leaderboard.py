@@ -3,9 +3,11 @@ from the records of the leaderboard suite only, and the committed block is never
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -166,7 +168,12 @@ def test_committed_leaderboard_is_current():
     page = ROOT / "leaderboard.md"
     plots = lb.plot_links(ROOT / lb.PLOTS, page)
     assert all((page.parent / path).is_file() for path in plots.values())
-    expected = lb.render(records, lb.SUITE, plots, lb.incomplete(missing, len(suite.cells), note))
+    certified = lb.read_certified(ROOT / lb.CERTIFIED)
+    assert {r["certify_id"] for r in certified} == {c.certify_id for c in suite.certifications}, (
+        "the committed certifications are not those suites/leaderboard.toml plans: rerun `afsl-bench sweep "
+        f"{lb.SUITE}` and `afsl-bench leaderboard`"
+    )
+    expected = lb.render(records, lb.SUITE, plots, lb.incomplete(missing, len(suite.cells), note), certified)
     assert lb.current_block(page.read_text()) == expected.strip(), (
         "leaderboard.md is stale: run `afsl-bench leaderboard --from-export`"
     )
@@ -225,3 +232,75 @@ def test_ranking_shows_robust_accuracy_per_class_when_every_record_has_it() -> N
     assert "| 1 | tiny-cnn | at | synthetic -> synthetic | 90.0 ± 0.0 | **45.0 ± 7.1** | 30.0 ± 14.1 | 60.0 ± 0.0 | 2 |" in shown
     older = lb.ranking(frame.assign(robust_acc_real=[0.2, float("nan")]))  # a record from before the split
     assert "robust on reals" not in older and "| **45.0 ± 7.1** | 2 |" in older
+
+
+CERTIFIED_SUITE = """
+[[sweep]]
+detectors = ["tiny-cnn"]
+defenses = ["none", "smoothing"]
+attacks = [{name = "apgd", norm = "l2"}]
+data = ["synthetic"]
+eps = ["0.25", "0.5"]
+seeds = [0, 1]
+
+[[certify]]
+detectors = ["tiny-cnn"]
+defenses = ["none", "smoothing"]
+data = ["synthetic"]
+seeds = [0, 1]
+"""
+
+
+def fake_certification(job, certified: float) -> dict:
+    """A stored certification whose images are all correct, ``certified`` of them at every radius up to 0.5."""
+    from afsl_bench.runner.certification import RADII, certified_accuracy
+
+    labels = np.array([0, 1] * 50)
+    radius = np.where(np.arange(100) < 100 * certified, 0.6, 0.0)
+    return {
+        "certify_id": job.certify_id, "status": "ok", "n_samples": 100, "n_reals": 50, "n_fakes": 50,
+        "spec": {"training": job.training.to_json(), "train_id": job.training.train_id,
+                 "certify": dataclasses.asdict(job.settings)},
+        "radii": list(RADII), "linf_ball": {"eps": 8 / 255, "input_shape": [3, 64, 64], "l2_radius": 3.4777},
+        **certified_accuracy(labels, radius, labels, (*RADII, 3.4777)),
+        "env": {"git_sha": "abc", "platform": "this machine"}, "created": "2026-12-06T00:00:00Z",
+    }  # fmt: skip
+
+
+def test_the_certified_section_puts_each_certificate_beside_the_attack_at_its_radius(tmp_path):
+    """Certifications of the suite's [[certify]] grid are collected from the store into the committed copy,
+    and the section shows, per model (mean ± sd over seeds), certified accuracy beside APGD-L2 robust accuracy
+    of the same trained model at each radius; a missing certification fails unless --partial."""
+    suite_path = tmp_path / "board.toml"
+    suite_path.write_text(CERTIFIED_SUITE)
+    suite, results = load_suite(suite_path), tmp_path / "results"
+    store = RecordStore(results)
+    for cell in suite.cells:
+        robust = 0.9 if cell.training.defense.name == "smoothing" else 0.4
+        store.write(fake_record(cell, robust), pd.DataFrame({"sample_id": ["a"]}))
+    (results / "certified").mkdir()
+    for job in suite.certifications:
+        share = 0.8 + 0.1 * job.training.seed if job.training.defense.name == "smoothing" else 0.0
+        (results / "certified" / f"{job.certify_id}.json").write_text(json.dumps(fake_certification(job, share)))
+    page = tmp_path / "leaderboard.md"
+    page.write_text(f"{lb.BEGIN}\n{lb.END}\n")
+    shown = invoke(suite_path, results, "--no-plots")
+    assert shown.exit_code == 0, shown.output
+    block = lb.current_block(page.read_text())
+    section = block.split("### Certified (randomized smoothing)")[1]
+    assert "n0 = 100, n = 1000, alpha = 0.001, on 100 test images" in section
+    assert "no certificate reaches beyond sigma x 2.46 (0.62 at sigma 0.25)" in section
+    rows = [line for line in section.splitlines() if line.startswith("| tiny-cnn")]
+    # the robust accuracy of fake_record: 0.9 (+ 0.02 at seed 1) for smoothing, the certificate 0.8 and 0.9
+    assert rows[0] == "| tiny-cnn + smoothing, synthetic | 0.25 | 100.0 ± 0.0 | 85.0 ± 7.1 / 91.0 ± 1.4 | 85.0 ± 7.1 / 91.0 ± 1.4 | 0.0 ± 0.0 / - | 0.0 ± 0.0 | 0.0 ± 0.0 | 2 |"
+    assert rows[1].startswith("| tiny-cnn + none, synthetic | 0.25 | 100.0 ± 0.0 | 0.0 ± 0.0 / 41.0 ± 1.4 |")
+    kept = tmp_path / "board" / "certified.jsonl"
+    assert json.loads(kept.read_text().splitlines()[0])["env"] == {
+        "afsl_bench": None, "git_sha": "abc", "torch": None, "device": None, "device_name": None}
+    again = invoke(suite_path, tmp_path / "empty", "--from-export", "--no-plots")
+    assert again.exit_code == 0 and lb.current_block(page.read_text()) == block, again.output
+    kept.unlink()
+    next((results / "certified").glob("*.json")).unlink()
+    missing = invoke(suite_path, results, "--no-plots")
+    assert missing.exit_code == 2 and "1 of 4 certifications" in missing.output, missing.output
+    assert invoke(suite_path, results, "--no-plots", "--partial").exit_code == 0

@@ -300,3 +300,66 @@ def test_a_dry_run_finds_a_typo_in_a_data_location(tmp_path):
                                       "--results-dir", str(tmp_path / "results")])  # fmt: skip
     assert result.exit_code == 2
     assert "eval.root=/no/such/faces (folder): 6 cells" in " ".join(result.output.split())
+
+
+CERTIFY = """
+[sweep]
+detectors = ["tiny-cnn"]
+defenses = ["smoothing"]
+attacks = ["fgsm"]
+data = ["synthetic"]
+
+[[certify]]
+detectors = ["tiny-cnn"]
+defenses = ["none", {name = "smoothing", sigma = 0.5}, "smoothing"]
+data = ["synthetic"]
+n0 = 10
+n = 50
+samples = 8
+"""
+
+
+def test_a_certify_grid_plans_one_certification_per_model_and_sigma(tmp_path):
+    """Each model is certified at its smoothing defense's own sigma unless the grid names sigmas; the grid's
+    settings reach CERTIFY; the [set] entries that shape a model apply, the attack's do not."""
+    plan = load_suite(suite_file(tmp_path, CERTIFY, SMALL + '"attack.eps" = "4/255"\n'))
+    got = sorted((job.training.defense.name, job.settings.sigma) for job in plan.certifications)
+    assert got == [("none", 0.25), ("smoothing", 0.25), ("smoothing", 0.5)]
+    job = plan.certifications[0]
+    assert (job.settings.n0, job.settings.n, job.settings.samples) == (10, 50, 8)
+    assert job.training.train_data.params["resolution"] == 32 and job.training.train.params["epochs"] == 1
+    smoothing = {j.training.train_id for j in plan.certifications if j.training.defense.name == "smoothing"}
+    assert len(smoothing) == 2, "sigma 0.25 and 0.5 train two models"
+    crossed = load_suite(suite_file(tmp_path, CERTIFY.replace("samples = 8", "samples = 8\nsigma = [0.25, 0.5]")))
+    assert len(crossed.certifications) == 6
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (("n = 50", "n = 50.5"), ["[certify] n must be a whole number", "50.5"]),
+    (("n = 50", "n_samples = 50"), ["line 13", "unknown [certify] key 'n_samples'", "Valid:"]),
+    (('data = ["synthetic"]\nn0', "n0"), ["[certify] is missing data"]),
+    (("samples = 8", "samples = 8\nsigma = [0]"), ["sigma=0.0", "finite number > 0"]),
+    (("samples = 8", "samples = 8\nseeds = [0.5]"), ["[certify] seeds must be whole numbers"]),
+])
+def test_a_bad_certify_grid_fails_before_anything_runs(edit, words, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_suite(suite_file(tmp_path, CERTIFY.replace(*edit)))
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
+def test_a_sweep_certifies_after_its_cells_and_a_rerun_certifies_nothing(tmp_path):
+    path = suite_file(tmp_path, CERTIFY.replace('"none", {name = "smoothing", sigma = 0.5}, ', ""))
+    results = tmp_path / "results"
+    args = ["sweep", str(path), "--results-dir", str(results), "--device", "cpu"]
+    dry = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0 and "1 certifications, 1 to run" in dry.output, dry.output
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "suite: 1 certified, 0 stored before" in first.output
+    (stored,) = (results / "certified").glob("*.json")
+    result = json.loads(stored.read_text())
+    assert result["n_samples"] == 8 and result["spec"]["certify"]["n"] == 50
+    assert len(list((results / "checkpoints").glob("*.pt"))) == 1, "the cell's model is the one certified"
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "suite: 0 certified, 1 stored before" in again.output, again.output

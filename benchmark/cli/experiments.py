@@ -10,7 +10,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -115,7 +115,7 @@ def sweep(
     from afsl_bench.cli.progress import SweepProgress
     from afsl_bench.runner.cell import RunOptions
     from afsl_bench.runner.executors import LocalExecutor, RayExecutor
-    from afsl_bench.runner.sweep import load_suite, missing_data, plan_status, run_sweep
+    from afsl_bench.runner.sweep import certification_status, load_suite, missing_data, plan_status, run_sweep
     from afsl_bench.store.disk import RecordStore
 
     configure_logging(verbose)
@@ -124,6 +124,10 @@ def sweep(
     cached, todo = plan_status(plan, results_dir)
     if dry_run:
         render.print_table(out, render.sweep_plan_table(plan, cached, todo))
+        if plan.certifications:
+            render.print_table(
+                out, render.certify_plan_table(plan, certification_status(plan, results_dir)[1])
+            )
         if missing := missing_data(plan):
             raise ConfigError(f"data that does not exist, these cells would fail: {'; '.join(missing)}")
         return
@@ -148,6 +152,25 @@ def sweep(
     say(out, render.sweep_summary(plan.name, outcome, RecordStore(results_dir).records))
     if outcome.failed:
         raise typer.Exit(1)
+    if plan.certifications:
+        certify_suite(plan, options)
+
+
+def certify_suite(plan: Any, options: Any) -> None:
+    """The suite's ``[[certify]]`` jobs, after its cells, each a line and its own progress."""
+    from afsl_bench.cli.progress import RunProgress
+    from afsl_bench.runner.sweep import describe_certification, run_certifications
+
+    total = len(plan.certifications)
+    with RunProgress(err) as progress:
+        ran, cached = run_certifications(
+            plan, options,
+            on_start=lambda job, index: say(err, f"[{index + 1}/{total}] {describe_certification(job)}"),
+            progress=progress.callbacks(),
+            on_images=lambda done, total: progress.on_phase("certify", done, total),
+        )  # fmt: skip
+    say(out, f"{plan.name}: {len(ran)} certified, {len(cached)} stored before; results in "
+             f"{Path(options.results_dir) / 'certified'}")  # fmt: skip
 
 
 def gate(

@@ -281,6 +281,18 @@ def sweep_plan_table(plan: Any, cached: list[Any], todo: list[Any]) -> Table:
     return table
 
 
+def certify_plan_table(plan: Any, todo: list[Any]) -> Table:
+    """``sweep --dry-run``: the suite's certifications (``[[certify]]``), stored or to run."""
+    from afsl_bench.runner.sweep import describe_certification
+
+    table = Table(title=f"{plan.name}: {len(plan.certifications)} certifications, {len(todo)} to run")
+    for column in ("certification", "status", "what"):
+        table.add_column(column)
+    for job in plan.certifications:
+        table.add_row(job.certify_id, "to run" if job in todo else "stored", describe_certification(job))
+    return table
+
+
 def sweep_summary(name: str, outcome: Any, records: Path) -> str:
     return (
         f"{name}: {len(outcome.done)} run, {len(outcome.cached)} cached, {len(outcome.failed)} failed "

@@ -104,18 +104,22 @@ def leaderboard(
     if not output.is_file():
         raise ConfigError(f"'{output}' does not exist; create it with the markers {lb.BEGIN} and {lb.END}")
     loaded = load_suite(suite)
+    certified_export = export.parent / lb.CERTIFIED.name
     if from_export:
-        records = lb.read_export(export)
+        records, certified = lb.read_export(export), lb.read_certified(certified_export)
     else:
         kept = lb.read_export(export) if export.is_file() else []
         records = lb.collect(loaded, results_dir, partial, kept)
+        certified = lb.collect_certified(loaded, results_dir, partial, lb.read_certified(certified_export))
         lb.write_export(export, records)
+        if certified or certified_export.is_file():
+            lb.write_certified(certified_export, certified)
     plots_dir = export.parent / "plots"
     if plots:
         _redraw(records, plots_dir)
     missing = lb.missing_cells(loaded, records)
     banner = lb.incomplete(missing, len(loaded.cells), lb.pending_note(export.parent / lb.PENDING.name))
-    block = lb.render(records, suite, lb.plot_links(plots_dir, output), banner)
+    block = lb.render(records, suite, lb.plot_links(plots_dir, output), banner, certified)
     atomic_write_text(output, lb.replace_block(output.read_text(), block))
     entries = lb.write_model_info(export.parent / "model_info", lb.model_info(records) if records else {})
     if html is not None:

@@ -71,6 +71,24 @@ class CertifySettings:
             )
 
 
+@dataclass(frozen=True)
+class Certification:
+    """One certification a suite plans (its ``[[certify]]`` grids): a trained model and CERTIFY's settings."""
+
+    training: TrainSpec
+    settings: CertifySettings
+
+    @property
+    def certify_id(self) -> str:
+        return certify_id(self.training, self.settings)
+
+
+def stored(results_dir: Path | str, identity: str) -> dict[str, Any] | None:
+    """The stored result of a certification, if it has run."""
+    path = Path(results_dir) / "certified" / f"{identity}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def certify_id(training: TrainSpec, settings: CertifySettings) -> str:
     return content_hash(
         {"training": training.identity(), "certify": dataclasses.asdict(settings), "v": VERSION}
@@ -94,8 +112,8 @@ def certify_model(
     options, progress = options or RunOptions(), progress or Progress()
     identity = certify_id(training, settings)
     path = Path(options.results_dir) / "certified" / f"{identity}.json"
-    if path.is_file() and not options.force:
-        return json.loads(path.read_text())
+    if (done := stored(options.results_dir, identity)) is not None and not options.force:
+        return done
     device = resolve_device(options.device)
     model, bundle = trained_model(training, options, progress)
     test = subset_test(bundle, settings.samples).test

@@ -87,6 +87,18 @@ def describe_spec(spec: dict[str, Any]) -> str:
     )
 
 
+def model_label(training: dict[str, Any]) -> str:
+    """'tiny-cnn + at (train: epochs=4), synthetic, seed 0': a trained model (a ``TrainSpec``'s JSON) on one line."""
+    from afsl_bench.data import DATASETS
+    from afsl_bench.defenses import DEFENSES
+    from afsl_bench.detectors import DETECTORS
+
+    detector = training["detector"]["name"] + changed(DETECTORS, training["detector"], HIDDEN["detector"])
+    defense = training["defense"]["name"] + changed(DEFENSES, training["defense"])
+    data = training["train_data"]["name"] + changed(DATASETS, training["train_data"])
+    return f"{detector} + {defense}{train_label(training)}, {data}, seed {training['seed']}"
+
+
 def train_label(spec: dict[str, Any]) -> str:
     """' (train: epochs=4, lr=0.001)' for training settings that differ from the defaults, else ''."""
     import dataclasses

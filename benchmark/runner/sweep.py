@@ -21,6 +21,17 @@ An axis entry may be an inline table, ``{name = "afsl", use_asl = false}``: its 
 entry only, so one list holds ablations or several transfer surrogates. Several grids (``[[sweep]]``
 tables, each with its own axes) make one suite; the cells of all grids are deduplicated.
 
+A ``[[certify]]`` grid (or ``[certify]``) plans certifications by randomized smoothing of trained models
+(``afsl-bench certify``; ``runner/certification.py``), run after the cells::
+
+    [[certify]]
+    detectors = ["tiny-cnn"]
+    defenses  = ["none", "at", {name = "smoothing", sigma = 0.25}]
+    data      = ["synthetic"]
+    seeds     = [0]
+    sigma     = [0.25]      # optional: the noise (default: a smoothing defense's own sigma, else 0.25)
+    n = 1000                # optional scalars: n0, n, alpha, samples, eps (certify's defaults)
+
 Cells are content-addressed (``cell_id``), so a rerun skips finished cells and cells sharing a trained
 model train it once (the checkpoint cache). A cell that fails is recorded with its error (status
 ``failed``) and the sweep goes on; a rerun retries it. Ctrl-C stops the sweep; finished cells stay.
@@ -41,23 +52,28 @@ from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import did_you_mean
 from afsl_bench.core.spec import CellSpec
 from afsl_bench.runner.cell import RunOptions
+from afsl_bench.runner.certification import Certification, certify_model, stored
 from afsl_bench.runner.executors import Executor, LocalExecutor
-from afsl_bench.runner.plan import KINDS, missing_locations, plan_cell
+from afsl_bench.runner.plan import KINDS, missing_locations, plan_cell, plan_training
 from afsl_bench.store.disk import RecordStore
 
 #: the [sweep] keys: the lists crossed into cells
 AXES = ("detectors", "defenses", "attacks", "data", "eval", "eps", "seeds")
 REQUIRED = ("detectors", "defenses", "attacks", "data")
-SECTIONS = ("sweep", "set", *KINDS)
+SECTIONS = ("sweep", "certify", "set", *KINDS)
+#: the [[certify]] keys: lists crossed into certifications, then CERTIFY's settings (one value per grid)
+CERTIFY_AXES = ("detectors", "defenses", "data", "seeds", "sigma")
+CERTIFY_SETTINGS = {"n0": int, "n": int, "alpha": float, "samples": int, "eps": str}
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A parsed suite: its name, source path and the planned cells (in run order)."""
+    """A parsed suite: its name, source path, the planned cells (in run order) and certifications."""
 
     name: str
     path: Path
     cells: list[CellSpec]
+    certifications: list[Certification] = field(default_factory=list)
 
 
 @dataclass
@@ -82,9 +98,10 @@ def load_suite(path: Path | str) -> Suite:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     try:
         cells = plan_suite(raw)
+        certifications = plan_certifications(raw)
     except ConfigError as err:
         raise ConfigError(f"{path}{_where(text, str(err))}: {err}") from None
-    return Suite(path.stem, path, cells)
+    return Suite(path.stem, path, cells, certifications)
 
 
 def plan_suite(raw: dict[str, Any]) -> list[CellSpec]:
@@ -95,9 +112,8 @@ def plan_suite(raw: dict[str, Any]) -> list[CellSpec]:
                 f"unknown section [{section}].{did_you_mean(section, list(SECTIONS))} "
                 f"Valid: {', '.join(SECTIONS)}"
             )
-    grids = raw.get("sweep")
-    grids = [grids] if isinstance(grids, dict) else grids
-    if not isinstance(grids, list) or not grids or not all(isinstance(g, dict) for g in grids):
+    grids = _grids(raw, "sweep")
+    if not grids:
         raise ConfigError("a suite needs a [sweep] table (or [[sweep]] tables) with " + ", ".join(REQUIRED))
     cells = {cell.cell_id: cell for grid in grids for cell in plan_grid(raw, grid)}
     # cells of one trained model run together: its checkpoint is trained once and stays warm
@@ -118,9 +134,7 @@ def plan_grid(raw: dict[str, Any], axes: dict[str, Any]) -> list[CellSpec]:
     missing = [key for key in REQUIRED if key not in axes]
     if missing:
         raise ConfigError(f"[sweep] is missing {', '.join(missing)}")
-    seeds = axes.get("seeds", [0])
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise ConfigError(f"[sweep] seeds must be whole numbers, e.g. seeds = [0, 1, 2]; got {seeds!r}")
+    _check_seeds("sweep", axes.get("seeds", [0]))
     common = [f"{key}={_text(value)}" for key, value in _quoted_keys(raw.get("set", {})).items()]
     cells = []
     for detector, defense, attack, data, eval_data, eps, seed in itertools.product(
@@ -147,6 +161,73 @@ def plan_grid(raw: dict[str, Any], axes: dict[str, Any]) -> list[CellSpec]:
         names = [entries[kind][0] for kind in ("detector", "defense", "attack", "data", "eval")]
         cells.append(plan_cell(*names, overrides, int(seed)))
     return cells  # an eps-free attack (a distortion) crossed with an eps list repeats: plan_suite dedups
+
+
+def plan_certifications(raw: dict[str, Any]) -> list[Certification]:
+    """Every certification of the ``[[certify]]`` grids: the product of detectors, defenses, data, seeds and
+    sigma, each with the grid's CERTIFY settings; deduplicated, in the order of their trained models."""
+    from afsl_bench.core.params import parse_number
+    from afsl_bench.runner.certification import CertifySettings
+
+    planned = {}
+    for grid in _grids(raw, "certify"):
+        for key, values in grid.items():
+            if key not in (*CERTIFY_AXES, *CERTIFY_SETTINGS):
+                valid = [*CERTIFY_AXES, *CERTIFY_SETTINGS]
+                raise ConfigError(
+                    f"unknown [certify] key '{key}'.{did_you_mean(key, valid)} Valid: {', '.join(valid)}"
+                )
+            if key in CERTIFY_AXES and (not isinstance(values, list) or not values):
+                raise ConfigError(f"[certify] {key} must be a non-empty list, got {values!r}")
+        if missing := [key for key in ("detectors", "defenses", "data") if key not in grid]:
+            raise ConfigError(f"[certify] is missing {', '.join(missing)}")
+        seeds = _check_seeds("certify", grid.get("seeds", [0]))
+        if any(isinstance(s, bool) or not isinstance(s, int | float) for s in grid.get("sigma", [])):
+            raise ConfigError(
+                f"[certify] sigma must be numbers, e.g. sigma = [0.25, 0.5]; got {grid['sigma']!r}"
+            )
+        settings = {}
+        for key, kind in CERTIFY_SETTINGS.items():
+            if key not in grid:
+                continue
+            value = grid[key]
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"[certify] {key} must be a whole number, got {value!r}")
+            settings[key] = parse_number(str(value)) if kind is not int else value
+        common = [
+            f"{key}={_text(value)}"
+            for key, value in _quoted_keys(raw.get("set", {})).items()
+            if key.split(".")[0] in ("detector", "defense", "data", "train")
+        ]
+        for detector, defense, data, seed in itertools.product(
+            *(map(_entry, grid[key]) for key in ("detectors", "defenses", "data")), seeds
+        ):
+            entries = {"detector": detector, "defense": defense, "data": data}
+            overrides = common + [
+                f"{kind}.{key}={_text(value)}"
+                for kind, (name, own) in entries.items()
+                for key, value in (_component_table(raw, kind, name) | own).items()
+            ]
+            training = plan_training(detector[0], defense[0], data[0], overrides, int(seed))
+            for sigma in grid.get("sigma", [training.defense.params.get("sigma", 0.25)]):
+                job = Certification(training, CertifySettings(sigma=float(sigma), **settings))
+                planned[job.certify_id] = job
+    return sorted(planned.values(), key=lambda c: (c.training.train_id, c.certify_id))
+
+
+def _grids(raw: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    """The tables of ``[section]`` or ``[[section]]`` (none: an empty list)."""
+    grids = raw.get(section, [])
+    grids = [grids] if isinstance(grids, dict) else grids
+    if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
+        raise ConfigError(f"[{section}] must be a table (or [[{section}]] tables), got {grids!r}")
+    return grids
+
+
+def _check_seeds(section: str, seeds: Any) -> list[int]:
+    if not isinstance(seeds, list) or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise ConfigError(f"[{section}] seeds must be whole numbers, e.g. seeds = [0, 1, 2]; got {seeds!r}")
+    return seeds
 
 
 def _entry(value: Any) -> tuple[Any, dict[str, Any]]:
@@ -254,6 +335,44 @@ def run_sweep(
             on_cell(cell, "cached" if result.cached else "done", outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def certification_status(
+    suite: Suite, results_dir: Path | str
+) -> tuple[list[Certification], list[Certification]]:
+    """(stored, to run) of the suite's certifications."""
+    done = [c for c in suite.certifications if stored(results_dir, c.certify_id) is not None]
+    return done, [c for c in suite.certifications if c not in done]
+
+
+def run_certifications(
+    suite: Suite,
+    options: RunOptions,
+    on_start: Callable[[Certification, int], None] = lambda job, index: None,
+    **progress: Any,
+) -> tuple[list[str], list[str]]:
+    """Certify every planned model not yet certified (``runner/certification.py``), one after another here,
+    after the cells (which train the models they share). Returns the ids (run, stored before)."""
+    ran, cached = [], []
+    for index, job in enumerate(suite.certifications):
+        if stored(options.results_dir, job.certify_id) is not None:
+            cached.append(job.certify_id)
+            continue
+        on_start(job, index)
+        certify_model(job.training, job.settings, options, **progress)
+        ran.append(job.certify_id)
+    return ran, cached
+
+
+def describe_certification(job: Certification) -> str:
+    """One line: the trained model as a cell's label says it, then CERTIFY's settings."""
+    from afsl_bench.runner.describe import model_label
+
+    s = job.settings
+    return (
+        f"certify {model_label(job.training.to_json())}: sigma {s.sigma:g}, n {s.n}, "
+        f"{s.samples or 'all'} test images"
+    )
 
 
 def describe(cell: CellSpec) -> str:

@@ -11,18 +11,23 @@ stale, or when the suite plans cells the copy does not hold. ``model_info`` writ
 The names below are the package's interface (the CLI and the tests use them).
 """
 
+from afsl_bench.report.leaderboard.certified import certified_section
 from afsl_bench.report.leaderboard.export import (
+    CERTIFIED,
     EXPORT,
     MODEL_INFO,
     PENDING,
     PLOTS,
     SUITE,
     collect,
+    collect_certified,
     compact,
     incomplete,
     missing_cells,
     pending_note,
+    read_certified,
     read_export,
+    write_certified,
     write_export,
 )
 from afsl_bench.report.leaderboard.model_info import model_info, write_model_info
@@ -40,8 +45,8 @@ from afsl_bench.report.leaderboard.sections import RANKING, flags, ranking
 from afsl_bench.report.leaderboard.settings import settings
 
 __all__ = [
-    "BEGIN", "END", "EXPORT", "MODEL_INFO", "PENDING", "PLOTS", "RANKING", "SUITE", "collect", "compact",
+    "BEGIN", "CERTIFIED", "END", "EXPORT", "MODEL_INFO", "PENDING", "PLOTS", "RANKING", "SUITE", "certified_section", "collect", "collect_certified", "compact",
     "current_block", "figures", "flags", "incomplete", "missing_cells", "model_info", "paper_reproduction",
-    "pending_note", "pgd10_label", "plot_links", "ranked", "ranking", "read_export", "render", "replace_block",
-    "settings", "write_export", "write_model_info",
+    "pending_note", "pgd10_label", "plot_links", "ranked", "ranking", "read_certified", "read_export", "render", "replace_block",
+    "settings", "write_certified", "write_export", "write_model_info",
 ]  # fmt: skip

@@ -28,6 +28,10 @@ PLOTS = Path("results/leaderboard/plots")
 MODEL_INFO = Path("results/leaderboard/model_info")
 
 
+#: the compact copy of the suite's certifications (``[[certify]]``), one JSON object per line
+CERTIFIED = Path("results/leaderboard/certified.jsonl")
+
+
 #: why the committed leaderboard is incomplete, when it is (a test requires it then, and only then)
 PENDING = Path("results/leaderboard/PENDING")
 
@@ -79,6 +83,39 @@ def collect(
             f"run `afsl-bench sweep {suite.path}` first (or pass --partial to render what there is)"
         )
     return [r for r in found.values() if r is not None]
+
+
+def collect_certified(
+    suite: Suite, results_dir: Path | str, partial: bool = False, kept: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The stored certification of each of the suite's ``[[certify]]`` jobs, from the store, else from
+    ``kept`` (the committed copy); a missing one is an error unless ``partial``. What the leaderboard keeps
+    of each: all but the platform details of its environment."""
+    from afsl_bench.runner.certification import stored
+
+    earlier = {r["certify_id"]: r for r in kept}
+    found = {job.certify_id: stored(results_dir, job.certify_id) or earlier.get(job.certify_id)
+             for job in suite.certifications}  # fmt: skip
+    missing = [identity for identity, result in found.items() if result is None]
+    if missing and not partial:
+        raise ConfigError(
+            f"{len(missing)} of {len(found)} certifications of {suite.path} are not stored in {results_dir}: run "
+            f"`afsl-bench sweep {suite.path}` first (or pass --partial to render what there is)"
+        )
+    keep = ("afsl_bench", "git_sha", "torch", "device", "device_name")
+    return [r | {"env": {k: r.get("env", {}).get(k) for k in keep}} for r in found.values() if r is not None]
+
+
+def write_certified(path: Path, results: Iterable[dict[str, Any]]) -> None:
+    lines = [json.dumps(r, sort_keys=True) for r in sorted(results, key=lambda r: r["certify_id"])]
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+
+
+def read_certified(path: Path) -> list[dict[str, Any]]:
+    """The committed certifications (none when the file does not exist: a suite without ``[[certify]]``)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def missing_cells(suite: Suite, records: Iterable[Record]) -> list[Any]:

@@ -6,10 +6,12 @@ set, flags, plots).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.report.leaderboard.certified import certified_section
 from afsl_bench.report.leaderboard.reproduction import paper_reproduction
 from afsl_bench.report.leaderboard.sections import (
     ablated,
@@ -61,9 +63,16 @@ FAMILIES = {
 }
 
 
-def render(records: list[Record], suite_path: Path | str, plots: dict[str, str], banner: str = "") -> str:
-    """The markdown block: settings, the ranking, the paper reproduction, one table per attack family, the
-    AFSL ablation, the transfer matrix, cross-dataset clean accuracy, flags and plots, after ``banner``
+def render(
+    records: list[Record],
+    suite_path: Path | str,
+    plots: dict[str, str],
+    banner: str = "",
+    certified: list[dict[str, Any]] | None = None,
+) -> str:
+    """The markdown block: settings, the ranking, deployment, the paper reproduction, one table per attack
+    family, the certified accuracies (``certified``: the suite's certifications), the AFSL ablation, the
+    transfer matrix, cross-dataset clean accuracy, flags and plots, after ``banner``
     (``incomplete``'s, when cells are missing). The main tables hold every record but AFSL's ablation
     variants (a term switched off), which have their own table."""
     if not records:
@@ -88,6 +97,7 @@ def render(records: list[Record], suite_path: Path | str, plots: dict[str, str],
             ]
         if len(part):
             parts.append(section(f"### {title}", part, "robust_acc"))
+    parts.append(certified_section(certified or [], records))
     parts += [perceptual_budget(records, main), ablation(frame), transfer(frame), cross_dataset(main)]
     parts += [flags(records), figures(plots)]
     return "\n\n".join(p for p in parts if p)
