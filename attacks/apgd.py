@@ -49,6 +49,7 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
+    confirmed,
     loss_and_grad,
     misclassified,
     per_sample,
@@ -139,7 +140,8 @@ class APGD(Attack):
         start = x + random_start(x, self.norm, self.eps) if self.random_start else x.clone()
         logits, loss, grad = loss_and_grad(model, start, y, self.loss)
         step = torch.full((len(x),), INITIAL_STEP * self.eps, device=x.device, dtype=loss.dtype)
-        return State.start(x, y, start, loss, grad, misclassified(logits, y), step, self.norm, self.eps)
+        fooled = confirmed(model, start, misclassified(logits, y), y)
+        return State.start(x, y, start, loss, grad, fooled, step, self.norm, self.eps)
 
     def step(self, model: nn.Module, s: State, need_grad: bool) -> None:
         """x_{k+1} from x_k (momentum step, Algorithm 1), then its loss, gradient and bookkeeping."""
@@ -159,4 +161,6 @@ class APGD(Attack):
             with torch.no_grad():
                 logits = model(new)
             loss, grad = attack_loss(logits, s.y, self.loss), None
-        s.advance(new, loss, grad, misclassified(logits, s.y))
+        # only a sample's first fooling iterate counts: the fooled ones need no confirming again
+        fooled = s.fooled | confirmed(model, new, misclassified(logits, s.y) & ~s.fooled, s.y)
+        s.advance(new, loss, grad, fooled)

@@ -41,6 +41,7 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
+    exact,
     misclassified,
 )
 from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
@@ -101,8 +102,9 @@ class AutoAttackBinary(Attack):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         best = x.clone()
+        score = exact(model)  # candidates are compared in float32 (afsl_bench/core/precision.py)
         with torch.no_grad():
-            best_loss = attack_loss(model(x), y, Loss.MARGIN)
+            best_loss = attack_loss(score(x), y, Loss.MARGIN)
         broken_by = torch.full((len(x),), float("nan"), device=x.device)
         everyone = torch.arange(len(x), device=x.device)
         for index, attack in enumerate(self.attacks()):
@@ -111,7 +113,7 @@ class AutoAttackBinary(Attack):
                 break
             x_adv = attack(model, x[rows], y[rows])
             with torch.no_grad():
-                logits = model(x_adv)
+                logits = score(x_adv)
             loss = attack_loss(logits, y[rows], Loss.MARGIN)
             newly = misclassified(logits, y[rows]) & broken_by[rows].isnan()
             # a sample keeps the first point that fools the detector, else its highest-loss point

@@ -43,6 +43,8 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
+    confirmed,
+    exact,
     loss_and_grad,
     misclassified,
     per_sample,
@@ -133,7 +135,7 @@ class FAB(Attack):
             return run_backend(self, model, x, y), {}
         best, dist = x.clone(), torch.full((len(x),), float("inf"), device=x.device)
         with torch.no_grad():
-            already = misclassified(model(x), y)
+            already = misclassified(exact(model)(x), y)
         dist[already] = 0.0  # misclassified as it stands: nothing to find
         for restart in range(self.restarts):
             rows = (~already).nonzero().squeeze(1)
@@ -171,7 +173,7 @@ class FAB(Attack):
             alpha = per_sample((a_k / (a_k + a_0)).clamp(0, self.alpha_max), x)
             current = ((current + self.eta * d_k) * (1 - alpha) + (x + self.eta * d_0) * alpha).clamp(0, 1)
             with torch.no_grad():
-                fooled = misclassified(model(current), y)
+                fooled = confirmed(model, current, misclassified(model(current), y), y)
             distance = lp_norm(current - x, self.norm)
             closer = fooled & (distance < dist)
             best[closer], dist[closer] = current[closer], distance[closer]

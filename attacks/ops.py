@@ -15,7 +15,7 @@ Inputs are RGB in [0, 1]; budgets are in that pixel space.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,41 @@ def loss_and_grad(
 
 def misclassified(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1) != y
+
+
+def confirmed(model: nn.Module, x: torch.Tensor, fooled: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``fooled`` (a decision from the crafting forward) with each sample it calls fooled re-checked in
+    float32 when the model crafts in reduced precision (``FrozenModel.exact``; afsl_bench/core/precision.py):
+    a search never stops on, or keeps, a point only the reduced forward calls adversarial. Unchanged (and
+    free) in float32."""
+    if not getattr(model, "reduced", False) or not fooled.any():
+        return fooled
+    rows = fooled.nonzero().squeeze(1)
+    with torch.no_grad():
+        checked = fooled.clone()
+        checked[rows] = misclassified(model.exact(x[rows]), y[rows])
+    return checked
+
+
+class Reshaped:
+    """A model seen through a reshape of its input to ``shape`` (a query attack's flattened clips), with
+    the model's float32 forward (``exact``) seen the same way."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        self.model, self.shape = model, shape
+        self.reduced = getattr(model, "reduced", False)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z.reshape(-1, *self.shape))
+
+    def exact(self, z: torch.Tensor) -> torch.Tensor:
+        return exact(self.model)(z.reshape(-1, *self.shape))
+
+
+def exact(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's float32 forward (``FrozenModel.exact``), or the model itself: where candidates are
+    compared before one is kept."""
+    return getattr(model, "exact", model)
 
 
 # --- steps in the eps-ball ----------------------------------------------------------------------------------

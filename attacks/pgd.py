@@ -30,6 +30,8 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
+    confirmed,
+    exact,
     loss_and_grad,
     misclassified,
     project,
@@ -81,7 +83,7 @@ class PGD(Attack):
             best[idx] = x_adv
             if restart + 1 < self.restarts:  # scoring the result costs a forward pass: only when it is used
                 with torch.no_grad():
-                    todo[idx[misclassified(model(x_adv), y[idx])]] = False
+                    todo[idx[misclassified(exact(model)(x_adv), y[idx])]] = False
         return best
 
     def run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -98,7 +100,7 @@ class PGD(Attack):
                 break
             d_new, logits = self.ascend(model, x[idx], y[idx], delta[idx])
             # a sample fooled before this step is frozen: further steps could only undo the success
-            still = ~misclassified(logits, y[idx])
+            still = ~confirmed(model, x[idx] + delta[idx], misclassified(logits, y[idx]), y[idx])
             delta[idx[still]] = d_new[still]
             active[idx[~still]] = False
         return (x + delta).clamp(0, 1)

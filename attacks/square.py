@@ -52,10 +52,12 @@ from torch import nn
 from afsl_bench.attacks.backends import Backend, check_backend, run_backend
 from afsl_bench.attacks.base import ATTACKS, Attack
 from afsl_bench.attacks.ops import (
+    Reshaped,
     attack_loss,
     check_budget,
     check_positive_int,
     check_vocabulary,
+    confirmed,
     misclassified,
 )
 from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
@@ -244,13 +246,13 @@ class Square(Attack):
         if Backend(self.backend) is not Backend.OURS:
             return run_backend(self, model, x, y), {}
         with torch.no_grad():
-            return self.search(lambda z: model(z.reshape(-1, *x.shape[1:])), x, y)
+            return self.search(Reshaped(model, tuple(x.shape[1:])), x, y)
 
     def search(self, score: Score, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The clean check, then restarts on the samples still classified correctly."""
         flat = x.reshape(len(x), -1, *x.shape[-2:])
         logits = score(flat)
-        fooled = misclassified(logits, y)
+        fooled = confirmed(score, flat, misclassified(logits, y), y)
         queries = torch.ones(len(x), device=x.device)
         best = flat.clone()
         best_loss = torch.full((len(x),), -torch.inf, device=x.device, dtype=logits.dtype)
@@ -274,7 +276,10 @@ class Square(Attack):
         init, propose = STEPS[Norm(self.norm)]
         best = init(x, self.eps)
         logits = score(best)
-        best_loss, fooled = attack_loss(logits, y, self.loss), misclassified(logits, y)
+        best_loss, fooled = (
+            attack_loss(logits, y, self.loss),
+            confirmed(score, best, misclassified(logits, y), y),
+        )
         spent = torch.ones(len(x), device=x.device)
         for it in range(n_iters - 1):
             rows = (~fooled).nonzero().squeeze(1)
@@ -283,7 +288,8 @@ class Square(Attack):
             p = p_schedule(self.p_init, it, n_iters)
             candidate = propose(x[rows], best[rows], self.eps, p)
             logits = score(candidate)
-            loss, now_fooled = attack_loss(logits, y[rows], self.loss), misclassified(logits, y[rows])
+            loss = attack_loss(logits, y[rows], self.loss)
+            now_fooled = confirmed(score, candidate, misclassified(logits, y[rows]), y[rows])
             take = now_fooled | (loss > best_loss[rows])
             best[rows[take]], best_loss[rows[take]] = candidate[take], loss[take]
             fooled[rows] = now_fooled

@@ -31,6 +31,7 @@ from afsl_bench.attacks import ATTACKS
 from afsl_bench.core.decision import DEFAULT_RULE, parse_decision_rule
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.params import coerce
+from afsl_bench.core.runtime import Precision
 from afsl_bench.core.spec import Component, EvalSettings
 from afsl_bench.core.speed import Compile
 from afsl_bench.data import DATASETS
@@ -66,6 +67,7 @@ def run(
     force: bool = False,
     checks: bool = True,
     compile: Compile | str = Compile.AUTO,
+    precision: Precision | str = Precision.FP32,
     progress: bool | Progress | None = None,
 ) -> CellOutcome:
     """One cell by registered names, exactly as ``afsl-bench run``: train (or load) the detector with the
@@ -73,7 +75,10 @@ def run(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     spec = plan_cell(detector, defense, attack, dataset, eval_dataset, list(overrides), seed)
-    options = RunOptions(Path(results_dir), device, batch_size, force, checks, compile=Compile(compile))
+    options = RunOptions(
+        Path(results_dir), device, batch_size, force, checks, compile=Compile(compile),
+        precision=_precision(precision),
+    )  # fmt: skip
     with shown(progress) as callbacks:
         return run_cell(spec, options, callbacks)
 
@@ -152,6 +157,7 @@ def evaluate(
     checks: bool = True,
     results_dir: str | Path | None = None,
     compile: Compile | str = Compile.AUTO,
+    precision: Precision | str = Precision.FP32,
     progress: bool | Progress | None = None,
 ) -> CellOutcome:
     """Evaluate ``model`` clean and under ``attack`` on ``dataset``'s test split; see the module docstring.
@@ -163,7 +169,9 @@ def evaluate(
     ``samples``: a fixed subset of N test images (the one the CLI's ``--set eval.samples=N`` picks);
     ``name`` / ``defense``: how the model is labelled in the record and tables (default: its class name,
     ``external``); ``compile``: how the frozen model (and a transfer attack's surrogate) is prepared for the
-    attack (``afsl_bench.core.speed``; ``off`` runs ``model`` as given); ``results_dir``: also store the record
+    attack (``afsl_bench.core.speed``; ``off`` runs ``model`` as given); ``precision``: what the attack
+    crafts in, ``fp32``, ``bf16``, ``fp16`` or ``auto`` (``afsl_bench.core.precision``: every reported score
+    is float32 either way); ``results_dir``: also store the record
     there (and a transfer attack's surrogate checkpoints; default ``results``). The same pipeline as
     ``afsl-bench run`` (``afsl_bench.runner.cell.run_cell``) with the model given instead of trained."""
     if batch_size < 1:
@@ -186,10 +194,19 @@ def evaluate(
         force=True,
         checks=checks,
         compile=Compile(compile),
+        precision=_precision(precision),
         write=results_dir is not None,
     )
     with shown(progress) as callbacks:
         return run_cell(spec, options, callbacks, source=Given(wrapped, named=name is not None))
+
+
+def _precision(precision: Precision | str) -> Precision:
+    try:
+        return Precision(precision)
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise ConfigError(f"precision={precision!r}: choose one of {choices}") from None
 
 
 def _attack_component(attack: str, eps: float | str | None, params: dict[str, Any]) -> Component:

@@ -30,6 +30,7 @@ import torch
 
 from afsl_bench.core.errors import ConfigError, NonFiniteLossError
 from afsl_bench.core.io import UNREADABLE, atomic_write
+from afsl_bench.core.precision import autocast
 from afsl_bench.core.spec import to_jsonable
 from afsl_bench.core.speed import Compile, FastTraining
 from afsl_bench.core.types import DataBundle, Split
@@ -144,10 +145,12 @@ def train(
     device: torch.device | str,
     on_progress: Progress | None = None,
     compile: Compile | str = Compile.AUTO,
+    precision: torch.dtype | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``defense`` on ``bundle.train`` (or load ``<train_id>.pt``); see module doc.
     ``compile``: how the training step is made fast (``afsl_bench.core.speed.FastTraining``; not part of the
-    training's identity: the modes agree up to float rounding)."""
+    training's identity: the modes agree up to float rounding); ``precision``: the autocast type of the
+    training step (None: float32; ``afsl_bench.core.precision``), recorded in the checkpoint's runtime."""
     notify = on_progress or (lambda event: None)
     torch.manual_seed(seed)
     model.to(device)
@@ -158,9 +161,12 @@ def train(
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f"{train_id}.partial.pt")
     run = start_or_resume(model, settings, len(bundle.train), partial, notify)
-    with FastTraining(model, compile) as fast:
+    with FastTraining(model, compile, precision) as fast:
         for epoch in range(run.epoch + 1, settings.epochs + 1):
-            run_epoch(model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify)
+            run_epoch(
+                model, defense, bundle, settings, run, epoch, seed=seed, device=device, notify=notify,
+                precision=precision,
+            )  # fmt: skip
             save_atomic(partial_payload(model, run), partial)
             kept = {} if SelectOn(settings.select_on) is SelectOn.LAST else {"best_epoch": run.best_epoch}
             notify({"phase": "epoch", "epochs": settings.epochs, **run.history[-1], **kept})
@@ -242,12 +248,14 @@ def run_epoch(
     seed: int,
     device: torch.device | str,
     notify: Progress,
+    precision: torch.dtype | None = None,
 ) -> None:
     """Train one epoch, validate, update the best state and the history."""
     start = time.perf_counter()
     losses = train_epoch(
-        model, defense, bundle.train, settings, run, epoch, seed=seed, device=device, notify=notify
-    )
+        model, defense, bundle.train, settings, run, epoch, seed=seed, device=device, notify=notify,
+        precision=precision,
+    )  # fmt: skip
     robust = settings.robust_val_samples if wants_robust(settings) else 0
     val = validate(
         model,
@@ -283,21 +291,33 @@ def train_epoch(
     seed: int,
     device: torch.device | str,
     notify: Progress,
+    precision: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """One pass over the training split; returns the sample-weighted mean of the loss and its logged terms."""
+    """One pass over the training split; returns the sample-weighted mean of the loss and its logged terms.
+    ``precision``: the loss (the defense's inner attack too) under autocast in that type; float16 with loss
+    scaling (``torch.amp.GradScaler``), which skips a step whose gradients overflowed."""
     model.train()
+    device = torch.device(device)
+    scaler = torch.amp.GradScaler(device.type) if precision is torch.float16 else None
     prior_fake = fake_prior(split)
     steps, totals, seen = steps_per_epoch(len(split), settings), {}, 0
     batches = split.batches(settings.batch_size, shuffle=True, seed=seed * 1000 + epoch)
     for step, batch in enumerate(batches, 1):
         batch = batch.to(device)
         ctx = TrainContext(prior_fake=prior_fake, epoch=epoch, step=(epoch - 1) * steps + step)
-        loss, logs = defense.loss(model, batch, ctx)
+        with autocast(precision, device):
+            loss, logs = defense.loss(model, batch, ctx)
+        loss = loss.float()
         check_finite(loss, defense, epoch, step)
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        check_finite_gradients(model, defense, epoch, step)
-        run.optimizer.step()
+        if scaler is None:
+            loss.backward()
+            check_finite_gradients(model, defense, epoch, step)
+            run.optimizer.step()
+        else:  # an overflow is the scaler's to handle: it lowers the scale and skips the step
+            scaler.scale(loss).backward()
+            scaler.step(run.optimizer)
+            scaler.update()
         run.scheduler.step()
         logs = {"loss": loss.item(), **logs}
         for key, value in logs.items():

@@ -2,7 +2,9 @@
 
 Ours runs three ways (``afsl_bench.core.speed``): on the eager model, on the frozen model with batch norm
 folded and channels-last (``--compile auto`` before it decides to compile), and compiled (``--compile on``;
-its compile time, on the two-sample warm-up, is printed apart and not in the ratios).
+its compile time, on the two-sample warm-up, is printed apart and not in the ratios). ``--precisions bf16
+fp16`` adds the folded model crafting under autocast (``--precision``; ``afsl_bench.core.precision``) and a
+bare loop under the same autocast; every ratio is to the float32 bare loop.
 
 One model (a registered detector with its defaults, ``--detector``, default ``resnet``; random weights, eval
 mode) and one batch, measured in one process with interleaved repetitions (each repetition runs every method
@@ -37,23 +39,32 @@ from torch import nn
 
 from afsl_bench.attacks.apgd import APGD
 from afsl_bench.attacks.pgd import PGD
+from afsl_bench.core.precision import autocast, crafting_dtype, native_bf16
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.detectors import DETECTORS
 
 
-def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, extra_forward: bool) -> None:
-    """The floor: steps x (forward + input gradient) and a signed step; optionally one last forward."""
+def bare_loop(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, extra_forward: bool,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """The floor: steps x (forward + input gradient) and a signed step; optionally one last forward; under
+    autocast in ``dtype`` when given."""
     x_adv = x.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
+        with autocast(dtype, x.device):
+            logits = model(x_adv)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits.float(), y), x_adv)
         x_adv = x_adv.detach() + 1e-3 * grad.sign()
     if extra_forward:  # APGD scores its last iterate
         with torch.no_grad():
             model(x_adv)
 
 
-def methods(model: nn.Module, steps: int, eps: float, skip: set[str]) -> dict[str, Callable]:
+def methods(
+    model: nn.Module, steps: int, eps: float, skip: set[str], precisions: list[str] = ()
+) -> dict[str, Callable]:
     """name -> f(x, y); the first of each group is the reference its ratios use."""
     pgd = PGD(eps=eps, step_size=eps / 4, steps=steps, early_stop=False)
     apgd = APGD(eps=eps, steps=steps, early_stop=False)
@@ -66,6 +77,12 @@ def methods(model: nn.Module, steps: int, eps: float, skip: set[str]) -> dict[st
         f"ours APGD-{steps}": partial(apgd, model),
         f"ours APGD-{steps} folded": partial(apgd, folded),
     }
+    for name in precisions:
+        dtype = crafting_dtype(name, next(model.parameters()).device)
+        found[f"bare loop {steps} grad {name}"] = partial(bare_loop, model, steps=steps, extra_forward=False,
+                                                          dtype=dtype)  # fmt: skip
+        found[f"ours PGD-{steps} folded {name}"] = partial(pgd, FrozenModel(model, Compile.AUTO, dtype))
+        found[f"ours APGD-{steps} folded {name}"] = partial(apgd, FrozenModel(model, Compile.AUTO, dtype))
     if "compiled" not in skip:
         compiled = FrozenModel(model, Compile.ON)
         found[f"ours PGD-{steps} compiled"] = partial(pgd, compiled)
@@ -113,7 +130,7 @@ def report(times: dict[str, list[float]], steps: int) -> None:
         median = statistics.median(values)
         ratio = median / statistics.median(times[floor])
         print(f"{name:34s} {median:9.3f} {ratio:7.3f}  {' '.join(f'{v:.2f}' for v in values)}")
-    print("PGD ratios are to the bare loop with the same number of gradients; APGD ratios to the bare loop")
+    print("PGD ratios are to the float32 bare loop with the same number of gradients; APGD ratios to the bare loop")
     print("plus one forward (APGD scores its last iterate without a gradient). torchattacks' APGD computes")
     print(f"{steps + 1} gradients and one clean forward for {steps} steps.")
 
@@ -128,6 +145,8 @@ def parse_args() -> argparse.Namespace:
     # one thread by default: on a shared two-core machine two spinning threads gave 10x outliers
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", nargs="*", default=["bf16"], choices=["bf16", "fp16"],
+                        help="reduced precisions to add (crafting under autocast; none: --precisions)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["torchattacks", "art", "compiled"])
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: process time, steadier on a shared machine (use with --threads 1)")
@@ -165,7 +184,9 @@ def main() -> None:
     print(f"model {args.detector} {params / 1e6:.2f} M params; batch {tuple(x.shape)} on {args.device}, "
           f"{torch.get_num_threads()} threads; early stopping disabled in ours; "
           f"{args.repeats} interleaved reps; {args.clock} clock")
-    todo = methods(model, args.steps, 8 / 255, set(args.skip))
+    todo = methods(model, args.steps, 8 / 255, set(args.skip), args.precisions)
+    if args.device == "cpu":
+        print(f"CPU with native bf16 (AVX512-BF16 / AMX): {native_bf16(torch.device('cpu'))}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     report(measure(todo, x, y, args.repeats, clock), args.steps)
 

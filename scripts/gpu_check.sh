@@ -2,7 +2,7 @@
 # GPU readiness in one command, on a CUDA machine with the test extras installed (README's test command):
 #   bash scripts/gpu_check.sh [OUT_DIR]        (default OUT_DIR: gpu-check/; about 10 minutes on one GPU)
 # 1. the CUDA tests (the attack and distortion tests marked for a GPU, which skip on a CPU machine);
-# 2. the attack benchmark at a real detector's native size: xception at 299 px, ours against torchattacks
+# 2. the attack benchmark at a real detector's native size: xception at 299 px, ours (fp32, bf16, fp16) against torchattacks
 #    and a bare forward+backward loop (scripts/bench_attacks.py; ratios, measured in one process);
 # 3. the detectors' throughput on CUDA (scripts/bench_detectors.py);
 # 4. one full cell end to end on the GPU (train, attack, probes, record): tiny-cnn + AT under APGD;
@@ -26,7 +26,7 @@ echo "== 1. CUDA tests" | tee "$out/tests.txt"
 "$py" -m pytest -q -p no:cacheprovider tests/test_attacks.py tests/test_distortions.py -k cuda 2>&1 | tail -5 | tee -a "$out/tests.txt"
 echo "== 2. attacks at 299 px (xception), ours vs torchattacks vs a bare loop" | tee "$out/attacks.txt"
 "$py" scripts/bench_attacks.py --detector xception --resolution 299 --batch 32 --repeats 5 --device cuda \
-    --skip art 2>&1 | tee -a "$out/attacks.txt"
+    --skip art --precisions bf16 fp16 2>&1 | tee -a "$out/attacks.txt"
 echo "== 3. detectors on CUDA" | tee "$out/detectors.txt"
 "$py" scripts/bench_detectors.py 2>&1 | tee -a "$out/detectors.txt"
 echo "== 4. one full cell on the GPU" | tee "$out/cell.txt"

@@ -55,3 +55,21 @@ def listing_cache_in_a_temporary_folder(tmp_path_factory):
     else:
         os.environ["AFSL_BENCH_CACHE"] = before
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checkpoints_shared_across_tests(tmp_path_factory):
+    """Every test's results folder shares one checkpoint folder for the session (``afsl_bench.store.shared``):
+    a model the same settings train in several tests is trained once. A test that must see training happen
+    opts out with ``monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")``."""
+    import os
+
+    from afsl_bench.store.shared import ENV
+
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(tmp_path_factory.mktemp("shared-checkpoints"))
+    yield
+    if before is None:
+        del os.environ[ENV]
+    else:
+        os.environ[ENV] = before

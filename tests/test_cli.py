@@ -75,8 +75,9 @@ def test_same_cell_is_not_recomputed_and_another_attack_reuses_the_checkpoint(fi
     assert record["training"]["cached"] is True
 
 
-def test_a_forced_rerun_reproduces_the_record_exactly(first_record, tmp_path) -> None:
+def test_a_forced_rerun_reproduces_the_record_exactly(first_record, tmp_path, monkeypatch) -> None:
     # same spec and seed in a fresh store: retrained from scratch, identical metrics (weights included)
+    monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")  # the session's shared checkpoints would spare the training
     outcome = invoke("run", *AT, "--attack", "pgd", *SMALL, "--results-dir", str(tmp_path), "--json")
     record = json.loads(outcome.stdout)
     assert record["training"]["cached"] is False

@@ -45,7 +45,8 @@ def records(results: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (results / "records").glob("*.json")}
 
 
-def test_ray_and_local_sweeps_write_identical_records(tmp_path):
+def test_ray_and_local_sweeps_write_identical_records(tmp_path, monkeypatch):
+    monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")  # each executor trains its own models
     (tmp_path / "suite.toml").write_text(SUITE)
     suite = load_suite(tmp_path / "suite.toml")
     assert len(suite.cells) == 4 and len({c.training.train_id for c in suite.cells}) == 2

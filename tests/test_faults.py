@@ -103,7 +103,8 @@ def test_a_corrupt_checkpoint_is_set_aside_named_and_retrained(results, kind, ca
     assert forced["metrics"] == record["metrics"]
 
 
-def test_a_corrupt_partial_checkpoint_restarts_training(tmp_path, caplog) -> None:
+def test_a_corrupt_partial_checkpoint_restarts_training(tmp_path, caplog, monkeypatch) -> None:
+    monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")  # the shared checkpoint would spare the training
     root = tmp_path / "results"
     reference = run(root)
     (root / "checkpoints" / f"{reference['train_id']}.pt").unlink()

@@ -89,7 +89,7 @@ def test_off_is_the_model_itself():
     fast = FrozenModel(model, Compile.OFF)
     x = make_images(8, seed=3)[0]
     assert fast.fused is None and torch.equal(fast(x), model(x))
-    assert fast.runtime() == {"compile": "off", "folded": False, "channels_last": False, "compiled": False,
+    assert fast.runtime() == {"precision": "fp32", "compile": "off", "folded": False, "channels_last": False, "compiled": False,
                               "compile_s": None, "notes": []}
 
 

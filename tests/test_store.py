@@ -119,3 +119,23 @@ def test_records_are_written_with_the_users_umask(tmp_path) -> None:
         os.umask(before)
     assert path.stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "records" / "abc.parquet").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_shared_checkpoint_folder_trains_a_model_once_across_stores(tmp_path, monkeypatch) -> None:
+    """``AFSL_CHECKPOINT_CACHE``: a second store copies the model the first trained instead of training it
+    (the same weights: the same record); a model trained in bf16 is kept out of the shared folder."""
+    from afsl_bench import api
+
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("AFSL_CHECKPOINT_CACHE", str(shared))
+    small = ["data.n_identities=20", "data.images_per_identity=6", "data.resolution=32", "train.epochs=1",
+             "eval.samples=16", "attack.steps=2"]  # fmt: skip
+    first = api.run(overrides=small, results_dir=tmp_path / "a", checks=False, progress=False).record
+    (trained,) = shared.glob("*.pt")
+    assert trained.name == f"{first.train_id}.pt" and first.training["cached"] is False
+    second = api.run(overrides=small, results_dir=tmp_path / "b", checks=False, progress=False).record
+    assert second.training["cached"] is True and (tmp_path / "b" / "checkpoints" / trained.name).is_file()
+    assert second.metrics == first.metrics
+    other = [*small[:-3], "train.epochs=2", *small[-2:]]
+    api.run(overrides=other, results_dir=tmp_path / "c", checks=False, progress=False, precision="bf16")
+    assert list(shared.glob("*.pt")) == [trained], "a bf16-trained checkpoint is not shared"

@@ -20,6 +20,7 @@ from afsl_bench.cli.options import (
     BATCH_SIZE,
     COMPILE,
     DEVICE,
+    PRECISION,
     RESULTS_DIR,
     SEED,
     BatchSize,
@@ -27,6 +28,7 @@ from afsl_bench.cli.options import (
     CompileOption,
     Device,
     ExecutorKind,
+    PrecisionOption,
     ResultsDir,
     Seed,
     SetOption,
@@ -54,6 +56,7 @@ def run(
     ] = False,
     checks: Checks = True,
     compile: CompileOption = COMPILE,
+    precision: PrecisionOption = PRECISION,
     verbose: Verbose = False,
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="print the record as JSON on stdout")
@@ -81,6 +84,7 @@ def run(
             force=force,
             checks=checks,
             compile=compile,
+            precision=precision,
             progress=progress.callbacks(),
         )
     if as_json:
@@ -101,6 +105,7 @@ def sweep(
     results_dir: ResultsDir = RESULTS_DIR,
     checks: Checks = True,
     compile: CompileOption = COMPILE,
+    precision: PrecisionOption = PRECISION,
     verbose: Verbose = False,
     executor: Annotated[
         ExecutorKind, typer.Option(help="local: cells one after another here; ray: cells as Ray tasks")
@@ -139,7 +144,12 @@ def sweep(
         resolve_device(device)
     runner = RayExecutor(address) if executor is ExecutorKind.RAY else LocalExecutor()
     options = RunOptions(
-        results_dir=results_dir, device=device, batch_size=batch_size, checks=checks, compile=compile
+        results_dir=results_dir,
+        device=device,
+        batch_size=batch_size,
+        checks=checks,
+        compile=compile,
+        precision=precision,
     )
     with SweepProgress(err, plan.name, total=len(plan.cells), to_run=len(todo)) as progress:
         try:
@@ -197,6 +207,7 @@ def gate(
         ),
     ] = None,
     compile: CompileOption = COMPILE,
+    precision: PrecisionOption = PRECISION,
     verbose: Verbose = False,
 ) -> None:
     """CI regression gate: run the baseline's suite afresh and fail when a metric moved beyond the tolerance
@@ -226,7 +237,9 @@ def gate(
     )
     with tempfile.TemporaryDirectory(prefix="afsl-gate-") as fresh:
         store = results_dir if results_dir is not None else Path(fresh)
-        options = RunOptions(results_dir=store, device=device, force=True, checks=True, compile=compile)
+        options = RunOptions(
+            results_dir=store, device=device, force=True, checks=True, compile=compile, precision=precision
+        )
         current = current_metrics(plan, options)
     if update:
         write_baseline(baseline, plan, current, allowed)

@@ -14,9 +14,10 @@ from typing import Annotated
 import typer
 
 from afsl_bench.core.errors import ConfigError
-from afsl_bench.core.runtime import Compile
+from afsl_bench.core.runtime import Compile, Precision
 
 COMPILE = Compile.AUTO
+PRECISION = Precision.FP32
 
 RESULTS_DIR = Path("results")
 DEVICE = "auto"
@@ -67,6 +68,17 @@ CompileOption = Annotated[
         "compiled when the measured work outweighs the compile cost; training: channels-last) or on (also "
         "torch.compile, training too); not part of a cell's identity: attack results agree across modes, "
         "trained weights up to float rounding",
+    ),
+]
+
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="what attacks craft in (afsl_bench/core/precision.py): fp32, bf16 or fp16 (autocast), or auto "
+        "(bf16 where the device runs it natively, else fp32); every reported score and decision is float32 "
+        "either way, so a reduced precision can only weaken the attack; training too for bf16 / fp16 "
+        "(auto trains in fp32); not part of a cell's identity, the record says which crafted its examples",
     ),
 ]
 

@@ -13,3 +13,13 @@ class Compile(StrEnum):
     OFF = "off"  # the detector as trained, eager
     AUTO = "auto"  # folded + channels-last; compiled when the planned work outweighs the compile cost
     ON = "on"  # folded + channels-last + torch.compile from the first batch
+
+
+class Precision(StrEnum):
+    """The floating-point precision attacks craft in (``--precision``); never part of a cell's identity:
+    every reported score and decision is computed in float32 (``afsl_bench.core.precision``)."""
+
+    FP32 = "fp32"  # everything in float32
+    BF16 = "bf16"  # attack iterations (and, asked for, training) under bfloat16 autocast
+    FP16 = "fp16"  # the same in float16 (input gradients loss-scaled against underflow)
+    AUTO = "auto"  # bf16 where the device runs it natively (CUDA with bf16, a CPU with AVX512-BF16 / AMX), else fp32

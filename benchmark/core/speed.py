@@ -27,7 +27,9 @@ falls back to the previous step and says why once per detector class (a warning 
 ``auto`` an info line, which ``--verbose`` shows) and in ``runtime()``,
 which the record keeps under ``runtime``. None of this enters a cell's identity: every mode computes the
 same function up to float rounding, and tests hold the records equal (robust accuracy and ASR exactly, AUC
-within 1e-6; tests/test_speed.py). Reduced precision is never used.
+within 1e-6; tests/test_speed.py). Reduced precision (``dtype``: ``--precision``) is for crafting only: the
+forward attacks call runs under autocast, ``exact`` in float32 for every reported score and every decision
+that ends a sample's search (``afsl_bench.core.precision``).
 
 **Training** (``FastTraining``): the weights change every step, so nothing is folded; the detector's weights
 and inputs go channels-last (images, ``auto`` and ``on``), and for ``on`` ``torch.compile`` compiles its
@@ -52,6 +54,8 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from afsl_bench.core.precision import FP16_GRAD_SCALE, autocast, scale_grad
+from afsl_bench.core.precision import name as precision_name
 from afsl_bench.core.runtime import Compile
 
 __all__ = ["Compile", "FastTraining", "FrozenModel"]
@@ -84,9 +88,14 @@ class FrozenModel(nn.Module):
     through. Prepare it after the last change to the detector's weights and threshold: the folded copy does
     not follow later changes."""
 
-    def __init__(self, model: nn.Module, mode: Compile | str = Compile.AUTO) -> None:
+    def __init__(
+        self, model: nn.Module, mode: Compile | str = Compile.AUTO, dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
         self.mode = Compile(mode)
+        #: the autocast type attacks craft in (None: float32); ``exact`` is float32 always
+        self.dtype = dtype
+        self._exact = False
         self.model = model.eval()
         self.channels_last = False
         self.fused: nn.Module | None = None
@@ -117,9 +126,34 @@ class FrozenModel(nn.Module):
     def takes_clips(self) -> bool:
         return getattr(self.model, "takes_clips", False)
 
+    @property
+    def reduced(self) -> bool:
+        """Whether attacks craft in reduced precision (their decisions are then confirmed with ``exact``)."""
+        return self.dtype is not None
+
+    def exact(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward in float32, whatever ``dtype`` attacks craft in: every reported score and decision."""
+        if self.dtype is None:
+            return self(x)
+        self._exact = True
+        try:
+            return self(x)
+        finally:
+            self._exact = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.on_forward is not None:
             self.on_forward(len(x))
+        if self.dtype is None or self._exact:
+            return self._forward(x)
+        if self.dtype is torch.float16:  # loss-scaled input gradients: no float16 underflow on the way back
+            x = scale_grad(x, 1 / FP16_GRAD_SCALE)
+        with autocast(self.dtype, x.device):
+            out = self._forward(x)
+        out = out.float()
+        return scale_grad(out, FP16_GRAD_SCALE) if self.dtype is torch.float16 else out
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is None:
             return self.model(x)
         if self.channels_last:
@@ -211,6 +245,7 @@ class FrozenModel(nn.Module):
         """What was used, for the record (``runtime``): the mode, the steps taken, the compile seconds and
         the reasons for any fallback."""
         return {
+            "precision": precision_name(self.dtype),
             "compile": self.mode.value,
             "folded": self.fused is not None,
             "channels_last": self.channels_last,
@@ -224,8 +259,12 @@ class FastTraining:
     """The training step of ``model`` made fast by ``mode`` for the duration of a ``with`` block (see the
     module doc)."""
 
-    def __init__(self, model: nn.Module, mode: Compile | str = Compile.AUTO) -> None:
+    def __init__(
+        self, model: nn.Module, mode: Compile | str = Compile.AUTO, dtype: torch.dtype | None = None
+    ) -> None:
         self.model, self.mode = model, Compile(mode)
+        #: the autocast type of the training step (None: float32; ``afsl_bench.core.precision``)
+        self.dtype = dtype
         self.images = not getattr(model, "takes_clips", False)
         self.compiled = False
 
@@ -265,6 +304,7 @@ class FastTraining:
 
     def runtime(self) -> dict[str, Any]:
         return {
+            "precision": precision_name(self.dtype),
             "compile": self.mode.value,
             "channels_last": self.mode is not Compile.OFF and self.images,
             "compiled": self.compiled,

@@ -25,6 +25,8 @@ from afsl_bench.core.decision import DecisionRule, says_fake
 from afsl_bench.core.env import resolve_device
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.operating import operating_points
+from afsl_bench.core.precision import crafting_dtype
+from afsl_bench.core.runtime import Precision
 from afsl_bench.core.spec import CellSpec, Component, TrainSpec, content_hash
 from afsl_bench.core.speed import Compile, FrozenModel
 from afsl_bench.core.types import DataBundle
@@ -53,6 +55,8 @@ class RunOptions:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     #: how the frozen model is prepared for the attacks and the training step run (afsl_bench/core/speed.py); the record notes it
     compile: Compile = Compile.AUTO
+    #: what attacks craft in (afsl_bench/core/precision.py); reported scores are float32 whatever it is
+    precision: Precision = Precision.FP32
     #: write the record and its table to the store (the API without ``results_dir`` only returns them)
     write: bool = True
 
@@ -114,7 +118,8 @@ def run_cell(
 
     progress.on_stage("train" if isinstance(source, Trained) else "model")  # "model": given or published
     resumed: list[int] = []
-    job = Job(store, device, _watch_resume(progress, resumed).on_train, options.compile, options.batch_size)
+    on_train = _watch_resume(progress, resumed).on_train
+    job = Job(store, device, on_train, options.compile, options.batch_size, options.precision)
     tic = time.perf_counter()
     trained = source.model(spec, home, eval_bundle, job)
     timings["train_s"], timings["model_s"] = trained.seconds, time.perf_counter() - tic
@@ -129,7 +134,9 @@ def run_cell(
     tic = time.perf_counter()
     clean_key, fingerprint = _clean_key(spec), clean_fingerprint(trained.model, eval_bundle.test)
     clean_scores = store.clean_scores(clean_key, fingerprint) if source.cached else None
-    fast = FrozenModel(trained.model.to(device).eval(), options.compile)
+    fast = FrozenModel(
+        trained.model.to(device).eval(), options.compile, crafting_dtype(options.precision, device)
+    )
     samples = score_split(
         fast,
         attack,
@@ -264,7 +271,7 @@ def trained_model(
     progress.on_stage("data")
     bundle = load_dataset(training.train_data)
     progress.on_stage("train")
-    job = Job(store, device, progress.on_train, options.compile, options.batch_size)
+    job = Job(store, device, progress.on_train, options.compile, options.batch_size, options.precision)
     return train_model(training, bundle, job).model.to(device).eval(), bundle
 
 
@@ -313,6 +320,8 @@ def _surrogate_trainer(
         data_bundle = bundle if spec.train_data == target.train_data else load_dataset(spec.train_data)
         model = train_model(spec, data_bundle, job).model
         used.append(spec.train_id)
-        return FrozenModel(model.to(job.device).eval(), job.compile)
+        return FrozenModel(
+            model.to(job.device).eval(), job.compile, crafting_dtype(job.precision, job.device)
+        )
 
     return surrogate

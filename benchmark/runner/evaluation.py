@@ -142,7 +142,7 @@ def real_scores(model: FrozenModel, split: Split, batch_size: int, device: torch
     out = []
     with torch.inference_mode():
         for batch in reals.batches(batch_size):
-            out.append(margin(model(batch.to(device).x)).float().cpu())
+            out.append(margin(model.exact(batch.to(device).x)).float().cpu())
     scores = torch.cat(out).numpy() if out else np.zeros(0)
     check_numbers(torch.from_numpy(scores), "clean validation", 0)
     return scores
@@ -218,7 +218,7 @@ def score_split(
         tic = time.perf_counter()
         if clean_scores is None:
             with torch.inference_mode():
-                clean = margin(model(batch.x))
+                clean = margin(model.exact(batch.x))  # float32, whatever the attack crafts in
         else:
             clean = clean_scores[done : done + len(batch)]
         done += len(batch)
@@ -226,7 +226,7 @@ def score_split(
         out = attack.run(model, batch.x, batch.y)
         x_adv = out.x_adv
         with torch.inference_mode():
-            adv = margin(model(x_adv))
+            adv = margin(model.exact(x_adv))
         check_numbers(adv, "adversarial", index)
         delta = (x_adv - batch.x).flatten(1)
         rows.append(

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from afsl_bench.attacks import ATTACKS, Attack
-from afsl_bench.attacks.ops import attack_loss, attacked_mask, frozen
+from afsl_bench.attacks.ops import attack_loss, attacked_mask, exact, frozen
 from afsl_bench.attacks.vocabulary import Loss, Norm
 from afsl_bench.store.record import Record
 
@@ -151,9 +151,10 @@ def budget_of(attack: Attack) -> tuple[float | None, Norm]:
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor | None:
+    """The loss's input gradient in float32 (``exact``: a flag must not depend on ``--precision``)."""
     with torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)
-        logits = model(x)
+        logits = exact(model)(x)
         if getattr(model, "differentiable", True) is False or not logits.requires_grad:
             return None
         (grad,) = torch.autograd.grad(attack_loss(logits, y, loss).sum(), x, allow_unused=True)
@@ -184,14 +185,14 @@ def gradient_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[
 
 def randomness_check(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     with torch.no_grad():
-        gap = float((model(x) - model(x)).abs().max())
+        gap = float((exact(model)(x) - exact(model)(x)).abs().max())
     return flag(gap > SAME_LOGITS, gap, "largest logit difference between two passes over the same input")
 
 
 def robust_accuracy(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor) -> float:
     x_adv = attack(model, x, y)
     with torch.no_grad():
-        return float((model(x_adv).argmax(1) == y).float().mean())
+        return float((exact(model)(x_adv).argmax(1) == y).float().mean())
 
 
 def black_box_check(

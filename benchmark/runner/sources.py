@@ -23,6 +23,8 @@ from torch import nn
 
 from afsl_bench.core.decision import DecisionRule
 from afsl_bench.core.errors import ConfigError
+from afsl_bench.core.precision import training_dtype
+from afsl_bench.core.runtime import Precision
 from afsl_bench.core.spec import CellSpec, Component, EvalSettings, TrainSpec, to_jsonable
 from afsl_bench.core.speed import Compile
 from afsl_bench.core.types import DataBundle, Split
@@ -38,6 +40,7 @@ from afsl_bench.runner.plan import (
     evaluation_only,
     load_dataset,
 )
+from afsl_bench.store import shared
 from afsl_bench.store.disk import RecordStore
 
 
@@ -51,6 +54,8 @@ class Job:
     on_train: Any  # Callable[[dict[str, Any]], None]
     compile: Compile
     batch_size: int
+    #: what attacks craft in; training runs in it only when asked for explicitly (``auto`` trains in float32)
+    precision: Precision = Precision.FP32
 
 
 class ModelSource(Protocol):
@@ -216,9 +221,11 @@ def given_spec(
 
 
 def train_model(training: TrainSpec, bundle: DataBundle, job: Job) -> TrainResult:
-    """The detector + defense of ``training``, trained on ``bundle`` (or loaded from the checkpoint cache)."""
+    """The detector + defense of ``training``, trained on ``bundle`` (or loaded from the checkpoint cache,
+    the store's or the one stores share: ``afsl_bench.store.shared``)."""
+    shared.fetch(training.train_id, job.store.checkpoints)
     torch.manual_seed(training.seed)  # the initial weights are part of what the seed fixes
-    return train(
+    result = train(
         build_detector(training.detector),
         build_defense(training.defense),
         bundle,
@@ -229,7 +236,10 @@ def train_model(training: TrainSpec, bundle: DataBundle, job: Job) -> TrainResul
         device=job.device,
         on_progress=job.on_train,
         compile=job.compile,
+        precision=training_dtype(job.precision),
     )
+    shared.publish(training.train_id, job.store.checkpoints, result.runtime)
+    return result
 
 
 def calibrate_on(model: nn.Module, val: Split, job: Job) -> dict[str, float]:
