@@ -91,4 +91,8 @@ def test_the_leaderboard_and_model_info_show_them_only_where_every_record_has_th
     assert entry["autoattack_tpr_at_1fpr"] == "70.00" and entry["clean_tpr_at_1fpr"] == "98.00"
     older = [*records, deployed("at", 2, None)]
     assert deployment(tidy(older)) == "", "no partial section from a store that mixes older records"
+    frame = tidy([*records, deployed("at", 2, None)])
+    frame.loc[frame.index[-1], "eval_data"] = "synthetic-hq"  # an older record of another evaluation set
+    shown = deployment(frame)
+    assert shown.count("| tiny-cnn |") == 2 and "Not shown: evaluation on synthetic-hq" in shown
     assert all("autoattack_tpr_at_1fpr" not in e for e in model_info(older).values() if "+ at " in e["name"])

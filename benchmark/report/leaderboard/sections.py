@@ -99,10 +99,16 @@ DEPLOYMENT = ("clean_tpr_at_fpr1", "robust_tpr_at_fpr1", "robust_fpr_at_fpr1")
 
 def deployment(frame: pd.DataFrame) -> str:
     """Fakes caught at a 1 % false-alarm rate fixed on clean validation reals, clean and under the ranking
-    attack, with the reals the attack then gets flagged; only from records that carry them (older ones lack them),
-    so an older store gives no section rather than a partial one."""
+    attack, with the reals the attack then gets flagged. Per evaluation set, only where every ranked record
+    carries them (records from before the operating points lack them): a set with one record short is left
+    out and named, never shown in part."""
     rows = frame[frame["attack_name"] == RANKING]
-    if rows.empty or any(c not in rows or rows[c].isna().any() for c in DEPLOYMENT):
+    if rows.empty or any(c not in rows for c in DEPLOYMENT):
+        return ""
+    complete = rows.groupby("eval_data")[list(DEPLOYMENT)].apply(lambda part: bool(part.notna().all().all()))
+    rows = rows[rows["eval_data"].map(complete)]
+    lacking = sorted(complete.index[~complete])
+    if rows.empty:
         return ""
     groups = rows.groupby(["train_data", "eval_data", "detector", "defense"])
     table = groups.agg(
@@ -112,7 +118,9 @@ def deployment(frame: pd.DataFrame) -> str:
     lines = [
         f"### Deployment: fakes caught at 1 % false positives, clean and under `{RANKING}`",
         "",
-        "The threshold is fixed on the clean validation reals before any attack, as a deployer fixes it.",
+        "The threshold is fixed on the clean validation reals before any attack, as a deployer fixes it."
+        + (f" Not shown: evaluation on {', '.join(lacking)} (its records predate the operating points)."
+           if lacking else ""),
         "",
         "| detector | defense | trained on -> evaluated on | caught, clean | caught, attacked | reals flagged, attacked | seeds |",
         "|---|---|---|---|---|---|---|",
