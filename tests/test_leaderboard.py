@@ -304,3 +304,12 @@ def test_the_certified_section_puts_each_certificate_beside_the_attack_at_its_ra
     missing = invoke(suite_path, results, "--no-plots")
     assert missing.exit_code == 2 and "1 of 4 certifications" in missing.output, missing.output
     assert invoke(suite_path, results, "--no-plots", "--partial").exit_code == 0
+
+
+def test_the_block_does_not_depend_on_the_order_of_the_records() -> None:
+    """The store hands records in the suite's order, the committed copy in cell-id order: both render alike
+    (a model retrained in another session carries its own training time in some of its records)."""
+    records = lb.read_export(ROOT / lb.EXPORT)
+    certified = lb.read_certified(ROOT / lb.CERTIFIED)
+    forward = lb.render(records, lb.SUITE, {}, "", certified)
+    assert lb.render(records[::-1], lb.SUITE, {}, "", certified[::-1]) == forward

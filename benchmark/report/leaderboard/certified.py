@@ -76,7 +76,7 @@ def certified_section(results: list[dict[str, Any]], records: Iterable[Record]) 
         "|" + "---|" * len(header),
     ]
     for (label, sigma), part in sorted(
-        groups.items(), key=lambda kv: -_mean(kv[1], "certified_acc", radii[0])
+        groups.items(), key=lambda kv: (-_mean(kv[1], "certified_acc", radii[0]), kv[0])
     ):
         cells = [label, f"{sigma:g}", _pm([r["certified_acc"]["0"] for r in part])]
         for radius in radii[:-1]:

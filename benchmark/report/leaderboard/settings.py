@@ -31,7 +31,11 @@ def settings(records: list[Record], frame: pd.DataFrame, suite_path: Path | str)
     models = {r.train_id for r in records}
     seeds = sorted(frame["seed"].unique())
     compute_s = sum(r.timings["total_s"] for r in records)
-    train_s = sum({r.train_id: r.extra.get("training_s") or 0.0 for r in records}.values())
+    # per model the longest training time any of its records noted: independent of the records' order
+    trained: dict[str, float] = {}
+    for r in records:
+        trained[r.train_id] = max(trained.get(r.train_id, 0.0), r.extra.get("training_s") or 0.0)
+    train_s = sum(trained.values())
     devices = sorted({f"{r.env['device']} ({r.env['device_name'] or 'unknown'})" for r in records})
     shas = sorted({(r.env["git_sha"] or "unknown")[:10] for r in records})
     created = sorted(r.created for r in records)
