@@ -42,11 +42,13 @@ def main() -> None:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--attacks", nargs="*", default=list(ATTACKS_COMPARED), choices=list(ATTACKS_COMPARED))
+    parser.add_argument("--defenses", nargs="*", default=["none", "at", "trades", "afsl"],
+                        choices=["none", "at", "trades", "afsl"])  # fmt: skip
     args = parser.parse_args()
     options, cpu = RunOptions(results_dir=args.results_dir, device="cpu"), torch.device("cpu")
     print("| model | attack | robust fp32 | robust bf16 | decisions differ | bf16 missed / bf16 found more | s fp32 / bf16 |")
     print("|---|---|---|---|---|---|---|")
-    for detector, defense, overrides in MODELS:
+    for detector, defense, overrides in [m for m in MODELS if m[1] in args.defenses]:
         training = plan_training(detector, defense, "synthetic", [*overrides, "detector.head=linear"])
         model, bundle = trained_model(training, options)
         split = subset_test(bundle, args.samples).test

@@ -6,6 +6,15 @@ import torch
 pytest_plugins = ["_require_references", "pytester"]
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each worker runs torch on one thread: two workers share two cores, and the small
+    tensors of the tests gain nothing from a second thread (module doc of ``one_thread``)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one torch thread is faster, and on a shared 2-core box 2 threads measured 3-5x slower.
