@@ -49,9 +49,8 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
-    confirmed,
+    decided,
     loss_and_grad,
-    misclassified,
     per_sample,
     random_start,
 )
@@ -140,7 +139,7 @@ class APGD(Attack):
         start = x + random_start(x, self.norm, self.eps) if self.random_start else x.clone()
         logits, loss, grad = loss_and_grad(model, start, y, self.loss)
         step = torch.full((len(x),), INITIAL_STEP * self.eps, device=x.device, dtype=loss.dtype)
-        fooled = confirmed(model, start, misclassified(logits, y), y)
+        fooled = decided(model, start, logits, y)
         return State.start(x, y, start, loss, grad, fooled, step, self.norm, self.eps)
 
     def step(self, model: nn.Module, s: State, need_grad: bool) -> None:
@@ -162,5 +161,5 @@ class APGD(Attack):
                 logits = model(new)
             loss, grad = attack_loss(logits, s.y, self.loss), None
         # only a sample's first fooling iterate counts: the fooled ones need no confirming again
-        fooled = s.fooled | confirmed(model, new, misclassified(logits, s.y) & ~s.fooled, s.y)
+        fooled = s.fooled | decided(model, new, logits, s.y, among=~s.fooled)
         s.advance(new, loss, grad, fooled)

@@ -43,7 +43,7 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
-    confirmed,
+    decided,
     exact,
     loss_and_grad,
     misclassified,
@@ -173,7 +173,7 @@ class FAB(Attack):
             alpha = per_sample((a_k / (a_k + a_0)).clamp(0, self.alpha_max), x)
             current = ((current + self.eta * d_k) * (1 - alpha) + (x + self.eta * d_0) * alpha).clamp(0, 1)
             with torch.no_grad():
-                fooled = confirmed(model, current, misclassified(model(current), y), y)
+                fooled = decided(model, current, model(current), y)
             distance = lp_norm(current - x, self.norm)
             closer = fooled & (distance < dist)
             best[closer], dist[closer] = current[closer], distance[closer]

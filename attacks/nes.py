@@ -48,8 +48,7 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
-    confirmed,
-    misclassified,
+    decided,
     project,
     random_start,
 )
@@ -145,7 +144,7 @@ class NES(Attack):
                 break
             x_cur = x[rows] + delta[rows]
             queries[rows] += 1
-            fooled = confirmed(score, x_cur, misclassified(score(x_cur), y[rows]), y[rows])
+            fooled = decided(score, x_cur, score(x_cur), y[rows])
             active[rows[fooled]] = False
             rows, x_cur = rows[~fooled], x_cur[~fooled]
             if len(rows) == 0:

@@ -30,7 +30,7 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
-    confirmed,
+    decided,
     exact,
     loss_and_grad,
     misclassified,
@@ -100,7 +100,7 @@ class PGD(Attack):
                 break
             d_new, logits = self.ascend(model, x[idx], y[idx], delta[idx])
             # a sample fooled before this step is frozen: further steps could only undo the success
-            still = ~confirmed(model, x[idx] + delta[idx], misclassified(logits, y[idx]), y[idx])
+            still = ~decided(model, x[idx] + delta[idx], logits, y[idx])
             delta[idx[still]] = d_new[still]
             active[idx[~still]] = False
         return (x + delta).clamp(0, 1)

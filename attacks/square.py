@@ -57,8 +57,7 @@ from afsl_bench.attacks.ops import (
     check_budget,
     check_positive_int,
     check_vocabulary,
-    confirmed,
-    misclassified,
+    decided,
 )
 from afsl_bench.attacks.vocabulary import Direction, Loss, Norm
 
@@ -252,7 +251,7 @@ class Square(Attack):
         """The clean check, then restarts on the samples still classified correctly."""
         flat = x.reshape(len(x), -1, *x.shape[-2:])
         logits = score(flat)
-        fooled = confirmed(score, flat, misclassified(logits, y), y)
+        fooled = decided(score, flat, logits, y)
         queries = torch.ones(len(x), device=x.device)
         best = flat.clone()
         best_loss = torch.full((len(x),), -torch.inf, device=x.device, dtype=logits.dtype)
@@ -278,7 +277,7 @@ class Square(Attack):
         logits = score(best)
         best_loss, fooled = (
             attack_loss(logits, y, self.loss),
-            confirmed(score, best, misclassified(logits, y), y),
+            decided(score, best, logits, y),
         )
         spent = torch.ones(len(x), device=x.device)
         for it in range(n_iters - 1):
@@ -289,7 +288,7 @@ class Square(Attack):
             candidate = propose(x[rows], best[rows], self.eps, p)
             logits = score(candidate)
             loss = attack_loss(logits, y[rows], self.loss)
-            now_fooled = confirmed(score, candidate, misclassified(logits, y[rows]), y[rows])
+            now_fooled = decided(score, candidate, logits, y[rows])
             take = now_fooled | (loss > best_loss[rows])
             best[rows[take]], best_loss[rows[take]] = candidate[take], loss[take]
             fooled[rows] = now_fooled

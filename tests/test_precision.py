@@ -1,7 +1,8 @@
 """``--precision``: attacks may craft in bfloat16 / float16, and no reported number comes from a reduced
 forward (afsl_bench/core/precision.py). A reduced-precision attack may miss an example float32 finds, never
 report a stronger defense than float32 by more than 1 sample in 200; every reported score is the float32 score
-of the stored adversarial example; a decision that ends a search is confirmed in float32."""
+of the stored adversarial example; a decision that ends a search is taken in float32 where the reduced
+forward calls a sample fooled or leaves it near the boundary."""
 
 from __future__ import annotations
 

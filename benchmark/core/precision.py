@@ -9,8 +9,9 @@ boundary may differ. So reduced precision is used for *crafting* only:
 - The attack's iterations run under ``torch.autocast`` (``FrozenModel.forward``): the model's matrix
   products and convolutions in the reduced type, its logits returned as float32.
 - Every decision that ends a sample's search (an attack stops a sample, or keeps it, because it fools the
-  model) is confirmed in float32 (``attacks.ops.confirmed``): a sample the reduced forward calls fooled but
-  float32 does not stays in the search. Where an ensemble keeps each sample's worst case, the candidates are
+  model) is taken in float32 wherever the reduced forward calls the sample fooled or leaves it near the
+  boundary (``attacks.ops.decided``): a sample the reduced forward calls fooled but float32 does not stays
+  in the search, and one float32 calls fooled stops there. Where an ensemble keeps each sample's worst case, the candidates are
   compared in float32.
 - The evaluation scores the clean inputs and the final adversarial examples in float32
   (``FrozenModel.exact``): the record's scores and metrics are float32 numbers of the stored examples. The

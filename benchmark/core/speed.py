@@ -128,7 +128,7 @@ class FrozenModel(nn.Module):
 
     @property
     def reduced(self) -> bool:
-        """Whether attacks craft in reduced precision (their decisions are then confirmed with ``exact``)."""
+        """Whether attacks craft in reduced precision (their search-ending decisions are then taken with ``exact``)."""
         return self.dtype is not None
 
     def exact(self, x: torch.Tensor) -> torch.Tensor:
