@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,6 +145,8 @@ MODELS = (
 def create_backbone(name: str, pretrained: bool) -> nn.Module:
     """timm model ``name`` without its classifier; ``pretrained`` downloads its weights (needs internet)."""
     with pretrained_download(f"timm '{name}'", "timm / huggingface"):
+        import timm  # here: timm (and the torchvision it imports) add 2 s to every start of the CLI
+
         return timm.create_model(name, pretrained=pretrained, num_classes=0)
 
 

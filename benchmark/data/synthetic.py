@@ -35,7 +35,6 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from afsl_bench.core.errors import ConfigError
 from afsl_bench.core.registry import Buildable, did_you_mean
@@ -239,6 +238,8 @@ def jpeg(img: Tensor, quality: int) -> Tensor:
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec, which we do not depend on
         warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import decode_jpeg, encode_jpeg  # here: torchvision adds 1.4 s to every start
+
         return torch.stack(decode_jpeg(encode_jpeg(list(img.cpu()), quality=quality))).to(img.device)
 
 
