@@ -65,18 +65,24 @@ def listing_cache_in_a_temporary_folder(tmp_path_factory):
         os.environ["AFSL_BENCH_CACHE"] = before
 
 
-
 @pytest.fixture(autouse=True, scope="session")
 def checkpoints_shared_across_tests(tmp_path_factory):
     """Every test's results folder shares one checkpoint folder for the session (``afsl_bench.store.shared``):
-    a model the same settings train in several tests is trained once. A test that must see training happen
-    opts out with ``monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")``."""
+    a model the same settings train in several tests is trained once. Under pytest-xdist the workers share
+    it too (the session's common temporary folder; a checkpoint is copied in atomically, and every worker
+    trains on one thread, so a copy is the model the reader would have trained). A test that must see
+    training happen opts out with ``monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")``."""
     import os
 
     from afsl_bench.store.shared import ENV
 
     before = os.environ.get(ENV)
-    os.environ[ENV] = str(tmp_path_factory.mktemp("shared-checkpoints"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is <session>/popen-gwN: share <session>'s folder
+        folder = tmp_path_factory.getbasetemp().parent / "shared-checkpoints"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("shared-checkpoints")
+    os.environ[ENV] = str(folder)
     yield
     if before is None:
         del os.environ[ENV]
