@@ -90,15 +90,34 @@ def random_signs(*shape: int, like: torch.Tensor) -> torch.Tensor:
     return torch.randint(0, 2, shape, device=like.device).to(like.dtype).mul_(2).sub_(1)
 
 
+def window_corners(n: int, s: int, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, 1] top and left corners of one s x s window per sample, at a uniformly random position."""
+    top = torch.randint(0, h - s + 1, (n, 1), device=device)
+    left = torch.randint(0, w - s + 1, (n, 1), device=device)
+    return top, left
+
+
 def window_mask(n: int, s: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    """[n, 1, h, w] float mask of one s x s window per sample, at a uniformly random position."""
-    top = torch.randint(0, h - s + 1, (n, 1), device=like.device)
-    left = torch.randint(0, w - s + 1, (n, 1), device=like.device)
+    """[n, 1, h, w] 0/1 mask (``like``'s dtype) of one s x s window per sample, at a uniformly random position."""
+    top, left = window_corners(n, s, h, w, like.device)
     rows = torch.arange(h, device=like.device)
     cols = torch.arange(w, device=like.device)
     in_rows = (rows >= top) & (rows < top + s)  # [n, h]
     in_cols = (cols >= left) & (cols < left + s)  # [n, w]
     return (in_rows[:, :, None] & in_cols[:, None, :])[:, None].to(like.dtype)
+
+
+def window_index(n: int, c: int, s: int, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The advanced index of one random s x s window per sample (every channel): ``x[index]`` is its
+    [n, c, s, s] content, ``x[index] = v`` writes it; the same random draws as ``window_mask``."""
+    top, left = window_corners(n, s, h, w, device)
+    span = torch.arange(s, device=device)
+    return (
+        torch.arange(n, device=device).view(n, 1, 1, 1),
+        torch.arange(c, device=device).view(1, c, 1, 1),
+        (top + span).view(n, 1, s, 1),
+        (left + span).view(n, 1, 1, s),
+    )
 
 
 # --- L2: the meta pseudo-gaussian bump ------------------------------------------------------------------
@@ -155,17 +174,35 @@ def linf_init(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 def linf_proposal(x: torch.Tensor, best: torch.Tensor, eps: float, p: float) -> torch.Tensor:
     """Set one random window's perturbation to +-eps per channel; redraw the signs of proposals equal to
-    ``best`` (the authors' ``while`` loop, bounded)."""
+    ``best`` (the authors' ``while`` loop, bounded). A small window is computed alone (gathered and written
+    back), a large one through a mask; both give the same proposal from the same random draws."""
     n, c, h, w = x.shape
-    inside = window_mask(n, window_side(p, h, w, Norm.LINF), h, w, like=x).bool()
-    signs = random_signs(n, c, 1, 1, like=x)
-    redraw = torch.ones(n, dtype=torch.bool, device=x.device)
-    for _ in range(MAX_REDRAWS):
-        signs = torch.where(redraw.view(-1, 1, 1, 1), random_signs(n, c, 1, 1, like=x), signs)
-        candidate = torch.where(inside, (x + eps * signs).clamp(0, 1), best)
-        redraw = (candidate - best).flatten(1).abs().amax(1) < 1e-7
+    s = window_side(p, h, w, Norm.LINF)
+    masked = 4 * s * s > h * w  # gathering most of the image costs more than masking all of it
+    if masked:
+        inside = window_mask(n, s, h, w, like=x).bool()
+        x_win, best_win = x, best
+    else:
+        index = window_index(n, c, s, h, w, x.device)
+        x_win, best_win = x[index], best[index]  # [n, c, s, s]
+    random_signs(n, c, 1, 1, like=x)  # the first draw is replaced at once (kept: the same random stream)
+    new = (x_win + eps * random_signs(n, c, 1, 1, like=x)).clamp_(0, 1)
+    if masked:
+        new = torch.where(inside, new, best)
+    redraw = (new - best_win).flatten(1).abs().amax(1) < 1e-7
+    for _ in range(MAX_REDRAWS - 1):
         if not redraw.any():
             break
+        # only the samples still to redraw (about one in 2^c) are recomputed; signs are drawn for every sample,
+        # as a single draw would consume the random stream
+        rows, signs = redraw.nonzero().squeeze(1), random_signs(n, c, 1, 1, like=x)
+        part = (x_win[rows] + eps * signs[rows]).clamp_(0, 1)
+        new[rows] = torch.where(inside[rows], part, best[rows]) if masked else part
+        redraw[rows] = (new[rows] - best_win[rows]).flatten(1).abs().amax(1) < 1e-7
+    if masked:
+        return new
+    candidate = best.clone()
+    candidate[index] = new
     return candidate
 
 
@@ -280,17 +317,24 @@ class Square(Attack):
             decided(score, best, logits, y),
         )
         spent = torch.ones(len(x), device=x.device)
+        # the samples still searching, gathered once and compacted only when some are fooled: no copy of
+        # every image at every iteration
+        rows = (~fooled).nonzero().squeeze(1)
+        x_r, y_r, best_r, loss_r = x[rows], y[rows], best[rows], best_loss[rows]
         for it in range(n_iters - 1):
-            rows = (~fooled).nonzero().squeeze(1)
             if len(rows) == 0:
                 break
             p = p_schedule(self.p_init, it, n_iters)
-            candidate = propose(x[rows], best[rows], self.eps, p)
+            candidate = propose(x_r, best_r, self.eps, p)
             logits = score(candidate)
-            loss = attack_loss(logits, y[rows], self.loss)
-            now_fooled = decided(score, candidate, logits, y[rows])
-            take = now_fooled | (loss > best_loss[rows])
-            best[rows[take]], best_loss[rows[take]] = candidate[take], loss[take]
-            fooled[rows] = now_fooled
+            loss = attack_loss(logits, y_r, self.loss)
+            now_fooled = decided(score, candidate, logits, y_r)
+            take = now_fooled | (loss > loss_r)
+            best_r[take], loss_r[take] = candidate[take], loss[take]
             spent[rows] += 1
+            if now_fooled.any():
+                best[rows], best_loss[rows], fooled[rows] = best_r, loss_r, now_fooled
+                keep = ~now_fooled
+                rows, x_r, y_r, best_r, loss_r = rows[keep], x_r[keep], y_r[keep], best_r[keep], loss_r[keep]
+        best[rows], best_loss[rows] = best_r, loss_r
         return best, best_loss, fooled, spent
