@@ -358,6 +358,7 @@ def test_a_sweep_certifies_after_its_cells_and_a_rerun_certifies_nothing(tmp_pat
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "suite: 1 certified, 0 stored before" in said(first.output)
+    assert re.search(r"\[\d\d:\d\d:\d\d\] \[1/1\] certify", first.output), "time-stamped, as a cell's line"
     (stored,) = (results / "certified").glob("*.json")
     result = json.loads(stored.read_text())
     assert result["n_samples"] == 8 and result["spec"]["certify"]["n"] == 50

@@ -175,7 +175,7 @@ def certify_suite(plan: Any, options: Any) -> None:
     with RunProgress(err) as progress:
         ran, cached = run_certifications(
             plan, options,
-            on_start=lambda job, index: say(err, f"[{index + 1}/{total}] {describe_certification(job)}"),
+            on_start=lambda job, index: progress.line(f"[{index + 1}/{total}] {describe_certification(job)}"),
             progress=progress.callbacks(),
             on_images=lambda done, total: progress.on_phase("certify", done, total),
         )  # fmt: skip

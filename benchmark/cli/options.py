@@ -76,8 +76,8 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         help="what attacks craft in (afsl_bench/core/precision.py): fp32, bf16 or fp16 (autocast), or auto "
-        "(bf16 where the device runs it natively, else fp32); every reported score and decision is float32 "
-        "either way, so a reduced precision can only weaken the attack; training too for bf16 / fp16 "
+        "(bf16 where the device runs it natively, else fp32); every reported score and decision is a float32 "
+        "number of the stored examples either way (docs/speed.md measures the gap); training too for bf16 / fp16 "
         "(auto trains in fp32); not part of a cell's identity, the record says which crafted its examples",
     ),
 ]
