@@ -158,8 +158,9 @@ def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> 
     # a shell that started us in the background without job control ignores SIGINT, and a child inherits
     # that; the default disposition while spawning lets Python in the child install its KeyboardInterrupt
     previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    env = {k: v for k, v in os.environ.items() if k != "AFSL_CHECKPOINT_CACHE"}  # it must train, not copy
     try:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     finally:
         signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
@@ -171,7 +172,7 @@ def test_ctrl_c_leaves_no_ok_record_and_the_rerun_resumes_training(tmp_path) -> 
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not list((tmp_path / "records").glob("*.json"))
-    rerun = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=300, env=os.environ, check=False)
+    rerun = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["training"]["resumed_after_epoch"] >= 1
 

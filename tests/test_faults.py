@@ -227,6 +227,7 @@ def test_a_full_disk_is_said_as_such_and_stops_a_sweep_at_the_first_cell(tmp_pat
     def full(path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")  # another test's shared checkpoint would spare the training
     monkeypatch.setattr(sources, "train", counting)
     monkeypatch.setattr(io, "_fsync", full)
     outcome = invoke("sweep", str(suite), "--results-dir", str(tmp_path / "results"), "--no-checks")

@@ -79,6 +79,7 @@ def test_a_defense_fine_tunes_the_published_weights_from_the_first_step(tmp_path
         received.update({k: v.clone() for k, v in detector.state_dict().items()})
         raise Stop
 
+    monkeypatch.delenv("AFSL_CHECKPOINT_CACHE")  # another test's shared checkpoint would spare the training
     monkeypatch.setattr(sources, "train", spy)
     with pytest.raises(Stop):
         import afsl_bench
