@@ -33,12 +33,22 @@ def gate(tmp_path, *extra: str, command: str = "gate"):
     return CliRunner().invoke(app, [*args, *extra])
 
 
-@pytest.fixture
-def baseline(tmp_path):
-    (tmp_path / "ci.toml").write_text(SUITE)
-    made = gate(tmp_path, "--update", "--suite", str(tmp_path / "ci.toml"))
+@pytest.fixture(scope="module")
+def made_baseline(tmp_path_factory):
+    """``gate --update`` once for the module; the baseline names the suite in this folder."""
+    folder = tmp_path_factory.mktemp("gate")
+    (folder / "ci.toml").write_text(SUITE)
+    made = gate(folder, "--update", "--suite", str(folder / "ci.toml"))
     assert made.exit_code == 0, made.output
-    return tmp_path / "baseline.json"
+    return folder / "baseline.json"
+
+
+@pytest.fixture
+def baseline(tmp_path, made_baseline):
+    """A copy of the module's baseline in the test's own folder, for the test to edit."""
+    copy = tmp_path / "baseline.json"
+    copy.write_text(made_baseline.read_text())
+    return copy
 
 
 def test_gate_passes_on_its_own_baseline(tmp_path, baseline):
