@@ -287,6 +287,9 @@ class Square(Attack):
     def search(self, score: Score, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The clean check, then restarts on the samples still classified correctly."""
         flat = x.reshape(len(x), -1, *x.shape[-2:])
+        if getattr(getattr(score, "model", None), "channels_last", False):
+            # the layout the model converts every query to: candidates built in it reach the model uncopied
+            flat = flat.contiguous(memory_format=torch.channels_last)
         logits = score(flat)
         fooled = decided(score, flat, logits, y)
         queries = torch.ones(len(x), device=x.device)
@@ -302,7 +305,7 @@ class Square(Attack):
             best[rows[take]], best_loss[rows[take]] = x_r[take], loss_r[take]
             fooled[rows] = fooled_r
             queries[rows] += spent
-        return best.view_as(x), {"queries": queries}
+        return best.contiguous().view_as(x), {"queries": queries}
 
     def run_once(
         self, score: Score, x: torch.Tensor, y: torch.Tensor, n_iters: int
