@@ -281,15 +281,16 @@ class Square(Attack):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if Backend(self.backend) is not Backend.OURS:
             return run_backend(self, model, x, y), {}
+        if Norm(self.norm) is Norm.LINF and getattr(model, "channels_last", False):
+            # the layout the model converts every query to: candidates built in it reach the model uncopied.
+            # L-inf only: L2's per-channel norms are sums whose order, so whose last bits, follow the layout
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             return self.search(Reshaped(model, tuple(x.shape[1:])), x, y)
 
     def search(self, score: Score, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The clean check, then restarts on the samples still classified correctly."""
         flat = x.reshape(len(x), -1, *x.shape[-2:])
-        if getattr(getattr(score, "model", None), "channels_last", False):
-            # the layout the model converts every query to: candidates built in it reach the model uncopied
-            flat = flat.contiguous(memory_format=torch.channels_last)
         logits = score(flat)
         fooled = decided(score, flat, logits, y)
         queries = torch.ones(len(x), device=x.device)
