@@ -25,7 +25,7 @@ from afsl_bench.detectors.weights import Weights, build_with_weights, pretrained
 @dataclass(frozen=True)
 class VideoArch:
     """A torchvision video architecture by name, looked up when a model is built (importing torchvision
-    adds 1.4 s to every start of the CLI)."""
+    at module level would slow every start of the CLI)."""
 
     #: the builder in ``torchvision.models.video``: (weights=...) -> VideoResNet
     name: str

@@ -145,7 +145,7 @@ MODELS = (
 def create_backbone(name: str, pretrained: bool) -> nn.Module:
     """timm model ``name`` without its classifier; ``pretrained`` downloads its weights (needs internet)."""
     with pretrained_download(f"timm '{name}'", "timm / huggingface"):
-        import timm  # here: timm (and the torchvision it imports) add 2 s to every start of the CLI
+        import timm  # here: timm (and the torchvision it imports) would slow every start of the CLI
 
         return timm.create_model(name, pretrained=pretrained, num_classes=0)
 

@@ -238,7 +238,7 @@ def jpeg(img: Tensor, quality: int) -> Tensor:
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec, which we do not depend on
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import decode_jpeg, encode_jpeg  # here: torchvision adds 1.4 s to every start
+        from torchvision.io import decode_jpeg, encode_jpeg  # here: torchvision is slow to import
 
         return torch.stack(decode_jpeg(encode_jpeg(list(img.cpu()), quality=quality))).to(img.device)
 
